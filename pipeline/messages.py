@@ -1,0 +1,157 @@
+"""Messages between stages: frozen, picklable dataclasses with shapes checked at construction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+def _check_array(name: str, value: np.ndarray, shape: tuple[int | None, ...], dtype: type) -> None:
+    if not isinstance(value, np.ndarray):
+        raise TypeError(f"{name} must be a np.ndarray, but got {type(value).__name__}")
+    if value.ndim != len(shape) or any(s is not None and s != v for s, v in zip(shape, value.shape)):
+        expected = "(" + ", ".join("_" if s is None else str(s) for s in shape) + ")"
+        raise ValueError(f"{name} must have shape {expected}, but got shape {value.shape}")
+    if value.dtype != dtype:
+        raise ValueError(f"{name} must have dtype {np.dtype(dtype)}, but got {value.dtype}")
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoded frame of one camera; `index` is 1-based, `timestamp` in seconds."""
+
+    camera_id: str
+    index: int
+    timestamp: float
+    image: np.ndarray  # (H, W, 3) uint8 BGR
+
+    def __post_init__(self) -> None:
+        _check_array("image", self.image, (None, None, 3), np.uint8)
+        if self.index < 1:
+            raise ValueError(f"frame index must be >= 1, but got {self.index}")
+
+
+@dataclass(frozen=True)
+class Detections:
+    """Columnar detections of one frame: boxes in pixels (x1, y1, x2, y2)."""
+
+    xyxy: np.ndarray  # (N, 4) float32
+    confidence: np.ndarray  # (N,) float32
+    class_id: np.ndarray  # (N,) int32
+
+    def __post_init__(self) -> None:
+        _check_array("xyxy", self.xyxy, (None, 4), np.float32)
+        n = len(self.xyxy)
+        _check_array("confidence", self.confidence, (n,), np.float32)
+        _check_array("class_id", self.class_id, (n,), np.int32)
+
+    @classmethod
+    def empty(cls) -> Detections:
+        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32))
+
+    @classmethod
+    def from_arrays(cls, xyxy, confidence, class_id=None) -> Detections:
+        """Build from array-likes of any numeric dtype; class_id defaults to 0 (person)."""
+        xyxy = np.asarray(xyxy, np.float32).reshape(-1, 4)
+        confidence = np.asarray(confidence, np.float32).reshape(-1)
+        class_id = np.zeros(len(xyxy), np.int32) if class_id is None else np.asarray(class_id, np.int32)
+        return cls(xyxy, confidence, class_id.reshape(-1))
+
+    def __len__(self) -> int:
+        return len(self.xyxy)
+
+    def __getitem__(self, index: np.ndarray | slice) -> Detections:
+        return Detections(self.xyxy[index], self.confidence[index], self.class_id[index])
+
+
+@dataclass(frozen=True)
+class Tracks:
+    """The confirmed in-camera tracks of one frame: columnar boxes with local track ids."""
+
+    camera_id: str
+    frame_index: int
+    timestamp: float
+    xyxy: np.ndarray  # (N, 4) float32
+    confidence: np.ndarray  # (N,) float32
+    track_id: np.ndarray  # (N,) int64, unique per camera per run
+
+    def __post_init__(self) -> None:
+        _check_array("xyxy", self.xyxy, (None, 4), np.float32)
+        n = len(self.xyxy)
+        _check_array("confidence", self.confidence, (n,), np.float32)
+        _check_array("track_id", self.track_id, (n,), np.int64)
+
+    def __len__(self) -> int:
+        return len(self.xyxy)
+
+    def __getitem__(self, index: np.ndarray | slice) -> Tracks:
+        return Tracks(
+            self.camera_id,
+            self.frame_index,
+            self.timestamp,
+            self.xyxy[index],
+            self.confidence[index],
+            self.track_id[index],
+        )
+
+
+@dataclass(frozen=True)
+class TrackEnded:
+    """A local track the in-camera tracker has dropped; it will not be updated again."""
+
+    camera_id: str
+    track_id: int
+    frame_index: int
+    timestamp: float
+
+
+@dataclass(frozen=True)
+class Crop:
+    """A person crop chosen for re-ID, with the quality score the sampler gave it."""
+
+    camera_id: str
+    track_id: int
+    frame_index: int
+    timestamp: float
+    image: np.ndarray  # (h, w, 3) uint8 BGR
+    quality: float
+
+    def __post_init__(self) -> None:
+        _check_array("image", self.image, (None, None, 3), np.uint8)
+
+
+@dataclass(frozen=True)
+class Embedding:
+    """The L2-normalised re-ID feature of one crop."""
+
+    camera_id: str
+    track_id: int
+    frame_index: int
+    timestamp: float
+    vector: np.ndarray  # (D,) float32, unit norm
+    quality: float
+
+    def __post_init__(self) -> None:
+        _check_array("vector", self.vector, (None,), np.float32)
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """The matcher's current global identity for a local track; may be revised while the track is open."""
+
+    camera_id: str
+    track_id: int
+    global_id: int
+    score: float  # cosine similarity that decided it; 0.0 for a new identity
+    revised: bool = False
+
+
+@dataclass(frozen=True)
+class CameraFinished:
+    """A camera's source has ended (end of file, failure or stop); its open tracks are closed."""
+
+    camera_id: str
+    frames: int
+    reason: str = "end"
+    stats: dict = field(default_factory=dict)
