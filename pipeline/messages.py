@@ -155,3 +155,20 @@ class CameraFinished:
     frames: int
     reason: str = "end"
     stats: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class IdentityEvent:
+    """Something that happened to an identity, as it happened; one line of events.jsonl.
+
+    `kind` is "appeared" (a new identity), "matched" (a track linked to a known identity),
+    "revised" (an open track moved to another identity) or "left" (a track of the identity ended).
+    """
+
+    kind: str
+    global_id: int
+    camera_id: str
+    track_id: int
+    frame_index: int
+    timestamp: float
+    score: float = 0.0
