@@ -1,0 +1,144 @@
+"""The one thin layer that maps config dataclasses to the keyword arguments of each stage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.config import CameraConfig, RunConfig
+from pipeline.errors import WeightsError
+
+
+def resolve_device(device: str) -> str:
+    """ "auto" -> "cuda" where a CUDA device is visible, else "cpu"."""
+    if device != "auto":
+        return device
+    try:
+        import torch
+    except ImportError:
+        return "cpu"
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def check_weights(config: RunConfig) -> None:
+    """Fail fast, before any process starts, when a configured weights file does not exist."""
+    checks = []
+    if config.detector.name == "yolo":
+        checks.append(("detector.weights", config.detector.weights))
+    if config.reid.embedder == "onnx" or config.reid.weights:
+        checks.append(("reid.weights", config.reid.weights))
+    for key, weights in checks:
+        path = Path(weights)
+        # A bare name such as yolov8n.pt is left to the backing library, which downloads it.
+        if (path.parent != Path(".") or key == "reid.weights") and not path.is_file():
+            raise WeightsError(f"{key}: weights file {weights} not found; give the path to a local file")
+
+
+def build_source(camera: CameraConfig, max_frames: int | None = None):
+    from pipeline.sources import create_source
+
+    kwargs = {"fps_cap": camera.fps}
+    if isinstance(camera.source, int) or "://" in str(camera.source):
+        policy = "latest" if camera.frame_policy == "auto" else camera.frame_policy
+        kwargs.update(
+            transport=camera.transport,
+            reconnect=camera.reconnect,
+            max_retries=camera.max_retries,
+            read_timeout_s=camera.read_timeout_s,
+            frame_policy=policy,
+        )
+    else:
+        kwargs.update(start_frame=camera.start_frame, max_frames=_min(camera.max_frames, max_frames))
+    return create_source(camera.id, camera.source, **kwargs)
+
+
+def build_detector(config: RunConfig, camera: CameraConfig, device: str):
+    from detectors import create_detector
+
+    detector = config.detector
+    if detector.name == "yolo":
+        return create_detector(
+            "yolo",
+            weights=detector.weights,
+            confidence=detector.confidence,
+            iou=detector.iou,
+            imgsz=detector.imgsz,
+            device=device,
+        )
+    if detector.name == "mot":
+        return create_detector("mot", path=camera.detections, min_confidence=detector.confidence)
+    return create_detector(detector.name)
+
+
+def build_tracker(config: RunConfig, camera_id: str, frame_rate: float):
+    from pipeline.tracking import InCameraTracker
+
+    return InCameraTracker(
+        camera_id, method=config.tracker.method, frame_rate=round(frame_rate) or 30, **config.tracker.params
+    )
+
+
+def build_sampler(config: RunConfig):
+    from pipeline.crop_sampler import CropSampler
+
+    s = config.sampler
+    return CropSampler(
+        min_height=s.min_height,
+        min_confidence=s.min_confidence,
+        every_k=s.every_k,
+        max_per_track=s.max_per_track,
+        edge_margin=s.edge_margin,
+        max_overlap=s.max_overlap,
+    )
+
+
+def build_embedder(config: RunConfig, device: str):
+    from pipeline.embedders import create_embedder
+
+    reid = config.reid
+    if reid.embedder == "vpm":
+        return create_embedder(
+            "vpm", checkpoint=reid.weights, model=reid.model, pretrained=reid.pretrained, device=device
+        )
+    return create_embedder(
+        "onnx",
+        weights=reid.weights,
+        input_size=reid.input_size,
+        mean=reid.mean,
+        std=reid.std,
+        scale=reid.scale,
+        channel_order=reid.channel_order,
+        device=device,
+    )
+
+
+def build_store(config: RunConfig, out_dir: Path, dim: int):
+    from pipeline.store import EmbeddingStore
+
+    s = config.store
+    return EmbeddingStore(
+        Path(s.path) if s.path else out_dir / "store",
+        dim=dim,
+        index=s.index,
+        approximate_threshold=s.approximate_threshold,
+        max_prototypes=s.max_prototypes,
+    )
+
+
+def build_matcher(config: RunConfig, store, session: int):
+    from pipeline.matcher import Matcher
+
+    m, topology = config.matcher, config.topology
+    return Matcher(
+        store,
+        session,
+        threshold=m.threshold,
+        min_embeddings=m.min_embeddings,
+        revise_every=m.revise_every,
+        top_k=m.top_k,
+        overlaps=topology.overlaps,
+        transitions={(t.source, t.target): (t.min_s, t.max_s) for t in topology.transitions},
+    )
+
+
+def _min(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else min(a, b)

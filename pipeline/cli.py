@@ -1,0 +1,153 @@
+"""The `reid-pipeline` command: a thin layer over the library functions."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from pipeline.errors import PipelineError
+
+log = logging.getLogger("reid-pipeline")
+
+EXIT_ERROR = 2
+EXIT_CAMERA_FAILED = 1
+EXIT_STOPPED = 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; returns the process exit code."""
+    os.environ.setdefault("YOLO_AUTOINSTALL", "false")
+    os.environ.setdefault("YOLO_OFFLINE", "true")
+    argv = sys.argv[1:] if argv is None else argv
+    # Subcommands that own their arguments are dispatched before argparse sees them.
+    if argv and argv[0] in _DELEGATED:
+        return _guard(lambda: _DELEGATED[argv[0]](argv[1:]))
+    args = _parser().parse_args(argv)
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    return _guard(lambda: args.func(args))
+
+
+def _guard(command) -> int:
+    try:
+        return command() or 0
+    except PipelineError as e:
+        print(f"reid-pipeline: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("reid-pipeline: interrupted", file=sys.stderr)
+        return EXIT_STOPPED
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="reid-pipeline", description="Multi-camera person re-identification."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the pipeline over the cameras of a config")
+    run.add_argument("config", nargs="?", type=Path, help="cameras.yaml (optional with --resume)")
+    run.add_argument("-o", "--output", type=Path, help="output folder (default: out/<config name>)")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    run.add_argument("--max-frames", type=int, help="stop each camera after N processed frames")
+    run.add_argument("--device", choices=["auto", "cpu", "cuda"], help="overrides the config's device")
+    run.add_argument(
+        "--resume", type=Path, metavar="OUT", help="continue a run in OUT with its identity store"
+    )
+    run.add_argument("--no-progress", action="store_true", help="no progress display")
+    run.set_defaults(func=_run)
+
+    ev = sub.add_parser("eval", help="IDF1 / MOTA / HOTA of a run against ground truth")
+    ev.add_argument("out", type=Path, help="a run's output folder (with mot/<camera>.txt)")
+    ev.add_argument("gt", type=Path, help="ground-truth manifest (multicam.yaml)")
+    ev.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    ev.set_defaults(func=_eval)
+    for name, help_text in _DELEGATED_HELP.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pipeline import config as config_module
+    from pipeline import runner
+
+    config_path, overrides, out_dir = args.config, list(args.overrides), args.output
+    if args.resume is not None:
+        out_dir = args.resume
+        previous = _previous_run(args.resume)
+        config_path = config_path or Path(previous["config_path"])
+        overrides = previous.get("overrides", []) + overrides
+    if config_path is None:
+        raise PipelineError("run: give a config file (or --resume OUT)")
+    if args.no_progress:
+        overrides.append("runner.progress=false")
+    config = config_module.load(config_path, overrides)
+    out_dir = out_dir or Path("out") / config_path.stem
+    result = runner.run(
+        config,
+        out_dir,
+        max_frames=args.max_frames,
+        device=args.device,
+        resume=args.resume is not None,
+        log_level=logging.getLogger().level,
+        invocation={"config_path": str(config_path.resolve()), "overrides": overrides},
+    )
+    for camera_id in result.failed_cameras:
+        print(f"reid-pipeline: camera {camera_id}: {result.cameras[camera_id]['reason']}", file=sys.stderr)
+    print(f"outputs in {result.out_dir} ({result.status})")
+    if result.status in ("stopped", "killed"):
+        return EXIT_STOPPED
+    if result.status == "failed":
+        return EXIT_ERROR
+    return EXIT_CAMERA_FAILED if result.failed_cameras else 0
+
+
+def _previous_run(out_dir: Path) -> dict:
+    try:
+        return json.loads((out_dir / "run.json").read_text())
+    except (OSError, ValueError):
+        raise PipelineError(f"{out_dir}: no readable run.json to resume from") from None
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from pipeline.evaluation import evaluate_run, format_table
+
+    results = evaluate_run(args.out, args.gt)
+    print(json.dumps(results, indent=1) if args.json else format_table(results))
+    return 0
+
+
+def _reid(argv: list[str]) -> int:
+    from reid.cli import main as reid_main
+
+    return reid_main(argv)
+
+
+def _make_multicam(argv: list[str]) -> int:
+    from samples.multicam import main as multicam_main
+
+    return multicam_main(argv)
+
+
+def _demo(argv: list[str]) -> int:
+    from samples.demo import main as demo_main
+
+    return demo_main(argv)
+
+
+_DELEGATED = {"reid": _reid, "make-multicam": _make_multicam, "demo": _demo}
+_DELEGATED_HELP = {
+    "reid": "VPM-Net: train, eval, export, make-dataset",
+    "make-multicam": "turn one annotated video into a multi-camera set",
+    "demo": "build a two-camera input from sample footage and run the pipeline on it",
+}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

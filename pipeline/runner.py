@@ -1,0 +1,336 @@
+"""The local runner: a process per camera, one re-ID process, one matcher process, bounded queues."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing as mp
+import os
+import queue
+import shutil
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline import build
+from pipeline.config import RunConfig
+from pipeline.errors import PipelineError
+from pipeline.messages import Assignment, CameraFinished, IdentityEvent
+from pipeline.progress import ProgressDisplay
+from pipeline.run_info import RunInfo
+from pipeline.worker import CameraStatus
+
+log = logging.getLogger(__name__)
+
+JOIN_TIMEOUT_S = 60.0
+
+
+@dataclass
+class RunResult:
+    """What a run produced: the output folder, per-camera stats and how it ended."""
+
+    out_dir: Path
+    status: str
+    cameras: dict[str, dict] = field(default_factory=dict)
+    stages: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def failed_cameras(self) -> list[str]:
+        return [c for c, s in self.cameras.items() if str(s.get("reason", "")).startswith("error")]
+
+
+def run(
+    config: RunConfig,
+    out_dir: Path,
+    *,
+    max_frames: int | None = None,
+    device: str | None = None,
+    resume: bool = False,
+    log_level: int = logging.WARNING,
+    invocation: dict | None = None,
+) -> RunResult:
+    """Run every camera of `config` to its end (or until SIGINT/SIGTERM) and write the outputs."""
+    out_dir = Path(out_dir)
+    device = build.resolve_device(device or config.device)
+    _prepare_output(config, out_dir, resume)
+    build.check_weights(config)
+    sources = _preflight_sources(config)
+    info = RunInfo(out_dir / "run.json", config, device, invocation)
+    info.write("running")
+
+    ctx = mp.get_context("spawn")
+    stop = ctx.Event()
+    crops_q = ctx.Queue(maxsize=config.runner.queue_size * 8 * len(config.cameras))
+    matched_q = ctx.Queue(maxsize=config.runner.queue_size * 8 * len(config.cameras))
+    status_q = ctx.Queue(maxsize=1024)
+    result_q = ctx.Queue()
+    assign_qs = {c.id: ctx.Queue(maxsize=4096) for c in config.cameras}
+    fps = {camera_id: source_fps for camera_id, source_fps in sources.items()}
+
+    cameras = {
+        c.id: ctx.Process(
+            target=_camera_main,
+            args=(
+                config,
+                c.id,
+                out_dir,
+                device,
+                max_frames,
+                crops_q,
+                assign_qs[c.id],
+                status_q,
+                stop,
+                log_level,
+            ),
+            name=f"camera-{c.id}",
+        )
+        for c in config.cameras
+    }
+    reid = ctx.Process(
+        target=_reid_main, args=(config, device, crops_q, matched_q, result_q, stop, log_level), name="reid"
+    )
+    matcher = ctx.Process(
+        target=_matcher_main,
+        args=(config, out_dir, resume, fps, matched_q, assign_qs, result_q, log_level),
+        name="matcher",
+    )
+    processes = [*cameras.values(), reid, matcher]
+    progress = (
+        ProgressDisplay(list(cameras), config.runner.progress_interval_s) if config.runner.progress else None
+    )
+    signals = _SignalHandler(stop, processes)
+    with signals:
+        for p in processes:
+            p.start()
+        end_sent = False
+        while matcher.is_alive() or not end_sent:
+            _drain_status(status_q, progress)
+            if progress is not None:
+                progress.render({"crops": _qsize(crops_q), "matched": _qsize(matched_q)})
+            if not end_sent and not any(p.is_alive() for p in cameras.values()):
+                crops_q.put(None)  # every camera has sent CameraFinished: end of stream for the re-ID stage
+                end_sent = True
+            if signals.hard_stop:
+                break
+            matcher.join(timeout=0.2)
+        results = _collect_results(result_q)
+        for p in processes:
+            p.join(timeout=0 if signals.hard_stop else JOIN_TIMEOUT_S)
+            if p.is_alive():
+                p.terminate()
+    if progress is not None:
+        progress.render({}, force=True)
+        progress.close()
+    status = "killed" if signals.hard_stop else "stopped" if stop.is_set() else "complete"
+    if "error" in results.get("stages", {}):
+        status = "failed"
+    info.write(status, cameras=results["cameras"], stages=results["stages"])
+    return RunResult(out_dir, status, results["cameras"], results["stages"])
+
+
+def _prepare_output(config: RunConfig, out_dir: Path, resume: bool) -> None:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise PipelineError(f"output folder {out_dir} is not writable ({e.strerror})") from None
+    if resume:
+        if not (out_dir / "store").exists() and config.store.path is None:
+            raise PipelineError(f"{out_dir}: nothing to resume (no store/ folder from an earlier run)")
+    elif config.store.path is None and (out_dir / "store").exists():
+        shutil.rmtree(out_dir / "store")  # a fresh run starts a fresh gallery; --resume keeps it
+
+
+def _preflight_sources(config: RunConfig) -> dict[str, float]:
+    """Open every file source once so a missing or unreadable video fails before any process starts."""
+    fps = {}
+    for camera in config.cameras:
+        source = build.build_source(camera)
+        if source.frame_policy == "all" and not isinstance(camera.source, int):
+            source.open()
+            fps[camera.id] = source.fps
+            source.close()
+    return fps
+
+
+class _SignalHandler:
+    """First SIGINT/SIGTERM: stop reading sources and drain. Second: stop at once."""
+
+    def __init__(self, stop, processes: list) -> None:
+        self.stop = stop
+        self.processes = processes
+        self.hard_stop = False
+        self._previous: dict = {}
+
+    def __enter__(self) -> _SignalHandler:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum, frame) -> None:
+        if self.stop.is_set():
+            log.warning("second stop signal: stopping now")
+            self.hard_stop = True
+            for p in self.processes:
+                if p.is_alive():
+                    p.terminate()
+            return
+        log.warning("stopping: finishing queued work (signal again to stop at once)")
+        self.stop.set()
+
+
+def _drain_status(status_q, progress: ProgressDisplay | None) -> None:
+    while True:
+        try:
+            status = status_q.get_nowait()
+        except (queue.Empty, OSError, ValueError):
+            return
+        if progress is not None:
+            progress.update(status)
+
+
+def _collect_results(result_q) -> dict:
+    cameras, stages = {}, {}
+    while True:
+        try:
+            kind, name, data = result_q.get(timeout=0.5)
+        except (queue.Empty, OSError, ValueError):
+            return {"cameras": cameras, "stages": stages}
+        (cameras if kind == "camera" else stages)[name] = data
+
+
+def _qsize(q) -> int:
+    try:
+        return q.qsize()
+    except NotImplementedError:
+        return -1
+
+
+def _child_setup(log_level: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent coordinates the stop
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    logging.basicConfig(level=log_level, format="%(levelname)s %(processName)s: %(message)s")
+    os.environ.setdefault("YOLO_AUTOINSTALL", "false")
+    os.environ.setdefault("YOLO_OFFLINE", "true")
+
+
+def _camera_main(config, camera_id, out_dir, device, max_frames, outbox, inbox, status_q, stop, log_level):
+    from pipeline.sinks.video import AnnotatedVideoWriter
+    from pipeline.worker import CameraWorker, video_path
+
+    _child_setup(log_level)
+    camera = config.camera(camera_id)
+    source = build.build_source(camera, max_frames)
+    try:
+        source.open()
+        fps = source.fps or 25.0
+        worker = CameraWorker(
+            source=source,
+            detector=build.build_detector(config, camera, device),
+            tracker=build.build_tracker(config, camera_id, fps),
+            sampler=build.build_sampler(config),
+            video=(
+                AnnotatedVideoWriter(
+                    video_path(out_dir, camera_id), fps, config.output.codec, config.output.trail
+                )
+                if config.output.video
+                else None
+            ),
+            batch=config.detector.batch,
+            max_frames=max_frames,
+        )
+    except PipelineError as e:
+        log.error("%s", e)
+        source.close()
+        outbox.put(CameraFinished(camera_id, 0, f"error: {e}"))
+        return
+
+    def report(status: CameraStatus) -> None:
+        with contextlib.suppress(queue.Full):
+            status_q.put_nowait(status)
+
+    worker.run(outbox, inbox, should_stop=stop.is_set, report=report)
+
+
+def _reid_main(config, device, inbox, outbox, result_q, stop, log_level):
+    from pipeline.reid_stage import ReIDStage
+
+    _child_setup(log_level)
+    try:
+        embedder = build.build_embedder(config, device)
+    except PipelineError as e:
+        log.error("%s", e)
+        result_q.put(("stage", "error", {"message": str(e)}))
+        stop.set()
+        outbox.put({"error": str(e)})
+        _forward_without_crops(inbox, outbox)
+        return
+    outbox.put({"dim": embedder.dim})
+    stage = ReIDStage(embedder, max_batch=config.reid.max_batch, max_wait_ms=config.reid.max_wait_ms)
+    stage.run(inbox, outbox)
+    result_q.put(("stage", "reid", stage.stats()))
+
+
+def _forward_without_crops(inbox, outbox) -> None:
+    from pipeline.messages import Crop
+
+    while (message := inbox.get()) is not None:
+        if not isinstance(message, Crop):
+            outbox.put(message)
+    outbox.put(None)
+
+
+def _matcher_main(config, out_dir, resume, fps, inbox, assign_qs, result_q, log_level):
+    from pipeline.sinks.events import EventLog
+    from pipeline.sinks.exports import write_exports
+    from pipeline.sources.urls import redact_url
+
+    _child_setup(log_level)
+    hello = inbox.get()
+    store = build.build_store(config, out_dir, dim=hello.get("dim", 0))
+    session = store.begin_session()
+    matcher = build.build_matcher(config, store, session)
+    events = EventLog(out_dir / "events.jsonl") if config.output.events else None
+    finished: dict[str, CameraFinished] = {}
+    seconds = 0.0
+    while (message := inbox.get()) is not None:
+        start = time.perf_counter()
+        if isinstance(message, CameraFinished):
+            finished[message.camera_id] = message
+            result_q.put(("camera", message.camera_id, {"reason": message.reason, **message.stats}))
+        _dispatch(matcher.update(message), assign_qs, events)
+        seconds += time.perf_counter() - start
+    _dispatch(matcher.finish(), assign_qs, events)
+    store.commit()
+    cameras = [
+        {
+            "id": c.id,
+            "source": redact_url(str(c.source)),
+            "fps": fps.get(c.id) or finished.get(c.id, CameraFinished(c.id, 0)).stats.get("fps", 0.0),
+            "frames": finished[c.id].frames if c.id in finished else 0,
+        }
+        for c in config.cameras
+    ]
+    write_exports(store, session, cameras, out_dir)
+    result_q.put(("stage", "matcher", {"seconds": round(seconds, 3), "identities": store.identity_count()}))
+    store.close()
+    if events is not None:
+        events.close()
+
+
+def _dispatch(outputs: list, assign_qs: dict, events) -> None:
+    for item in outputs:
+        if isinstance(item, Assignment):
+            try:
+                assign_qs[item.camera_id].put_nowait(item)
+            except queue.Full:
+                log.debug("assignment queue of %s is full; its video labels lag", item.camera_id)
+        elif isinstance(item, IdentityEvent) and events is not None:
+            events.write(item)

@@ -1,0 +1,68 @@
+"""tracks.json (schema_version 1) and mot/<camera>.txt, written from the store with final global ids."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+from pipeline.sinks.atomic import atomic_open
+
+SCHEMA_VERSION = 1
+
+
+def write_exports(store, session: int, cameras: list[dict], out_dir: Path) -> None:
+    """Write tracks.json and one MOT file per camera for the tracklets of `session`."""
+    tracklets = [t for t in store.tracklets(session) if t["global_id"] is not None]
+    global_ids = {(t["camera"], t["track_id"]): t["global_id"] for t in tracklets}
+    for camera in cameras:
+        write_mot(store, session, camera["id"], global_ids, out_dir / "mot" / f"{camera['id']}.txt")
+    write_tracks_json(store, session, cameras, tracklets, out_dir / "tracks.json")
+
+
+def write_mot(store, session: int, camera_id: str, global_ids: dict, path: Path) -> None:
+    """`frame,global_id,x,y,w,h,conf,-1,-1,-1` per box, in frame order."""
+    with atomic_open(path) as f:
+        for track_id, frame, x1, y1, x2, y2, conf in store.boxes(session, camera_id):
+            global_id = global_ids.get((camera_id, track_id))
+            if global_id is None:
+                continue
+            f.write(
+                f"{frame},{global_id},{x1:.2f},{y1:.2f},{x2 - x1:.2f},{y2 - y1:.2f},{conf:.3f},-1,-1,-1\n"
+            )
+
+
+def write_tracks_json(store, session: int, cameras: list[dict], tracklets: list[dict], path: Path) -> None:
+    """The cross-camera export; written one identity at a time so memory stays flat."""
+    by_identity: dict[int, list[dict]] = defaultdict(list)
+    for t in tracklets:
+        by_identity[t["global_id"]].append(t)
+    with atomic_open(path) as f:
+        f.write(
+            f'{{"schema_version": {SCHEMA_VERSION},\n "cameras": {json.dumps(cameras)},\n "identities": ['
+        )
+        for n, global_id in enumerate(sorted(by_identity)):
+            appearances = [
+                _appearance(store, session, t)
+                for t in sorted(by_identity[global_id], key=lambda t: (t["first_time"], t["camera"]))
+            ]
+            f.write(
+                ("," if n else "") + "\n  " + json.dumps({"global_id": global_id, "appearances": appearances})
+            )
+        f.write("\n ]}\n")
+
+
+def _appearance(store, session: int, tracklet: dict) -> dict:
+    boxes = [
+        [frame, round(x1, 2), round(y1, 2), round(x2, 2), round(y2, 2), round(conf, 3)]
+        for _, frame, x1, y1, x2, y2, conf in store.boxes(session, tracklet["camera"], tracklet["track_id"])
+    ]
+    return {
+        "camera": tracklet["camera"],
+        "local_track_id": tracklet["track_id"],
+        "first_frame": tracklet["first_frame"],
+        "last_frame": tracklet["last_frame"],
+        "start_time": round(tracklet["first_time"], 3),
+        "end_time": round(tracklet["last_time"], 3),
+        "boxes": boxes,
+    }

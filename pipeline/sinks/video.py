@@ -1,0 +1,84 @@
+"""Annotated output video per camera: box, global id label and colour stable per identity, short trail."""
+
+from __future__ import annotations
+
+import colorsys
+import logging
+import os
+from collections import deque
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from pipeline.errors import PipelineError
+from pipeline.messages import Frame, Tracks
+from pipeline.sinks.atomic import partial_path
+
+log = logging.getLogger(__name__)
+
+UNASSIGNED = (160, 160, 160)
+
+
+def identity_colour(global_id: int) -> tuple[int, int, int]:
+    """A BGR colour fixed for a global id (golden-ratio hue steps keep neighbours apart)."""
+    hue = (global_id * 0.618033988749895) % 1.0
+    r, g, b = colorsys.hsv_to_rgb(hue, 0.85, 0.95)
+    return int(b * 255), int(g * 255), int(r * 255)
+
+
+class AnnotatedVideoWriter:
+    """Writes one annotated output frame per processed frame; renamed into place on close."""
+
+    def __init__(self, path: Path, fps: float, codec: str = "mp4v", trail: int = 20) -> None:
+        self.path = path
+        self.fps = fps
+        self.codec = codec
+        self.trail = trail
+        self.frames_written = 0
+        self._writer: cv2.VideoWriter | None = None
+        self._trails: dict[int, deque] = {}
+
+    def write(self, frame: Frame, tracks: Tracks, labels: dict[int, int]) -> None:
+        """Draw `tracks` on the frame; `labels` maps local track id -> global id where one is known."""
+        image = frame.image.copy()
+        live = set()
+        for box, track_id in zip(tracks.xyxy.astype(int), tracks.track_id.tolist()):
+            live.add(track_id)
+            global_id = labels.get(track_id)
+            colour = UNASSIGNED if global_id is None else identity_colour(global_id)
+            x1, y1, x2, y2 = box.tolist()
+            cv2.rectangle(image, (x1, y1), (x2, y2), colour, 2)
+            text = f"ID {global_id}" if global_id is not None else "?"
+            text += f" t{track_id}"
+            (w, h), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
+            cv2.rectangle(image, (x1, max(0, y1 - h - 6)), (x1 + w + 4, max(h + 6, y1)), colour, -1)
+            cv2.putText(
+                image, text, (x1 + 2, max(h + 2, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1
+            )
+            points = self._trails.setdefault(track_id, deque(maxlen=self.trail))
+            points.append(((x1 + x2) // 2, y2))
+            if len(points) > 1:
+                cv2.polylines(image, [np.array(points, np.int32)], False, colour, 2)
+        for track_id in [t for t in self._trails if t not in live]:
+            del self._trails[track_id]
+        self._writer_for(image).write(image)
+        self.frames_written += 1
+
+    def _writer_for(self, image: np.ndarray) -> cv2.VideoWriter:
+        if self._writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            height, width = image.shape[:2]
+            fourcc = cv2.VideoWriter_fourcc(*self.codec)
+            self._writer = cv2.VideoWriter(str(partial_path(self.path)), fourcc, self.fps, (width, height))
+            if not self._writer.isOpened():
+                raise PipelineError(f"{self.path}: cannot open a video writer with codec {self.codec!r}")
+        return self._writer
+
+    def close(self) -> None:
+        """Finish the file and move it to its final name."""
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+            os.replace(partial_path(self.path), self.path)
+            log.debug("wrote %s (%d frames)", self.path, self.frames_written)
