@@ -15,9 +15,15 @@ PERSON_CLASS_ID = 0
 
 @runtime_checkable
 class Detector(Protocol):
-    """Finds people in a batch of BGR frames; returns one Detections per frame."""
+    """Finds people in a batch of BGR frames; returns one Detections per frame.
 
-    def detect(self, frames: list[np.ndarray]) -> list[Detections]: ...
+    `frame_indices`, when given, are the 1-based source frame indices of `frames` (same length); detectors
+    that read precomputed detections (`mot`) need them, image detectors ignore them.
+    """
+
+    def detect(
+        self, frames: list[np.ndarray], frame_indices: list[int] | None = None
+    ) -> list[Detections]: ...
 
 
 _REGISTRY: dict[str, Callable[..., Detector]] = {}
@@ -41,6 +47,8 @@ def create_detector(name: str, **kwargs) -> Detector:
     """Build the detector registered under `name` with its keyword arguments."""
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else f"; choose from {', '.join(list_detectors())}"
+        hint = (
+            f"; did you mean {', '.join(close)}?" if close else f"; choose from {', '.join(list_detectors())}"
+        )
         raise KeyError(f"unknown detector {name!r}{hint}")
     return _REGISTRY[name](**kwargs)

@@ -1,0 +1,117 @@
+"""YOLO detectors through Ultralytics: any local .pt, .onnx or .engine it loads, batched."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from detectors.base import PERSON_CLASS_ID
+from pipeline.errors import WeightsError
+from pipeline.messages import Detections
+
+logger = logging.getLogger(__name__)
+
+LOCAL_FORMATS = (".pt", ".onnx", ".engine")
+
+
+class YoloDetector:
+    """Ultralytics YOLO on a list of BGR frames: one `predict` call per batch, people only by default.
+
+    Exported models with a fixed batch size (an ONNX export is batch 1 unless exported `dynamic`) are fed in
+    chunks of that size, so `detect` takes any number of frames whatever the export.
+    """
+
+    def __init__(
+        self,
+        weights: str | Path,
+        confidence: float = 0.25,
+        iou: float = 0.7,
+        imgsz: int = 640,
+        device: str = "cpu",
+        classes: Sequence[int] | None = (PERSON_CLASS_ID,),
+        half: bool = False,
+    ) -> None:
+        self.weights = resolve_weights(weights)
+        self.confidence = confidence
+        self.iou = iou
+        self.imgsz = imgsz
+        self.device = device
+        self.classes = None if classes is None else [int(c) for c in classes]
+        self.half = half
+        os.environ.setdefault("YOLO_AUTOINSTALL", "false")  # never pip-install at run time
+        os.environ.setdefault("YOLO_OFFLINE", "true")
+        from ultralytics import YOLO
+
+        try:
+            self._model = YOLO(self.weights, task="detect")
+        except Exception as error:  # ultralytics raises many types for unusable or undownloadable weights
+            raise WeightsError(f"cannot load detector weights {self.weights}: {error}") from error
+        self._exported = Path(self.weights).suffix.lower() != ".pt"
+
+    def detect(self, frames: list[np.ndarray], frame_indices: list[int] | None = None) -> list[Detections]:
+        """Detect in BGR frames; `frame_indices` is accepted for the protocol and ignored."""
+        if not frames:
+            return []
+        chunk = self._chunk_size() or len(frames)
+        detections: list[Detections] = []
+        for start in range(0, len(frames), chunk):
+            results = self._model.predict(
+                list(frames[start : start + chunk]),
+                conf=self.confidence,
+                iou=self.iou,
+                imgsz=self.imgsz,
+                device=self.device,
+                classes=self.classes,
+                half=self.half,
+                verbose=False,
+            )
+            detections.extend(_to_detections(result.boxes) for result in results)
+        return detections
+
+    def _chunk_size(self) -> int | None:
+        """Frames per predict call: None (all at once) unless the model is an export with a fixed batch."""
+        if not self._exported:
+            return None
+        backend = getattr(getattr(self._model, "predictor", None), "model", None)
+        if backend is None:  # not loaded yet: the first call runs one frame at a time and loads it
+            return 1
+        if getattr(backend, "dynamic", False):
+            return None
+        return max(int(getattr(backend, "batch", 1) or 1), 1)
+
+
+def resolve_weights(weights: str | Path) -> str:
+    """Return the weights to hand to ultralytics, or raise WeightsError for a missing local file.
+
+    A bare Ultralytics model name (`yolov8n.pt`, no folder) with no such local file is passed through, so
+    ultralytics downloads it where a network exists.
+    """
+    path = Path(weights).expanduser()
+    if path.is_file():
+        return str(path)
+    if path.exists():
+        raise WeightsError(f"detector weights {path} is not a file; give a .pt, .onnx or .engine file")
+    if path.suffix.lower() not in LOCAL_FORMATS:
+        raise WeightsError(
+            f"detector weights {path} have an unsupported format; give a {', '.join(LOCAL_FORMATS)} file"
+        )
+    if path.parent == Path(".") and path.suffix.lower() == ".pt" and str(weights) == path.name:
+        logger.info("%s is not a local file; ultralytics will try to download it", path.name)
+        return path.name
+    raise WeightsError(
+        f"detector weights not found: {path}; give the path of a local .pt/.onnx/.engine file "
+        "or a bare Ultralytics name such as yolov8n.pt to download it (needs a network)"
+    )
+
+
+def _to_detections(boxes) -> Detections:
+    """Convert an ultralytics Boxes object to our columnar Detections."""
+    if boxes is None or len(boxes) == 0:
+        return Detections.empty()
+    return Detections.from_arrays(
+        boxes.xyxy.cpu().numpy(), boxes.conf.cpu().numpy(), boxes.cls.cpu().numpy().astype(np.int32)
+    )

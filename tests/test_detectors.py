@@ -1,0 +1,167 @@
+"""The detector registry and the yolo, hog and mot detectors on PETS09-S2L1 frames and ground truth."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from detectors import create_detector, list_detectors
+from detectors.base import Detector
+from detectors.yolo import resolve_weights
+from pipeline.errors import PipelineError, WeightsError
+from pipeline.messages import Detections
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every box in a (N, 4) against every box in b (M, 4), both xyxy."""
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / (area_a[:, None] + area_b[None, :] - inter)
+
+
+def recall(detections: Detections, truth: np.ndarray, threshold: float) -> float:
+    """Share of ground-truth boxes that some detection covers at IoU >= threshold."""
+    if len(detections) == 0:
+        return 0.0
+    return float((iou_matrix(truth, detections.xyxy).max(axis=1) >= threshold).mean())
+
+
+@pytest.fixture(scope="module")
+def pets(assets: Path) -> Path:
+    return assets / "data" / "PETS09-S2L1"
+
+
+@pytest.fixture(scope="module")
+def pets_frames(pets: Path) -> list[np.ndarray]:
+    capture = cv2.VideoCapture(str(pets / "vtest.avi"))
+    frames = [capture.read()[1] for _ in range(3)]
+    capture.release()
+    return frames
+
+
+@pytest.fixture(scope="module")
+def pets_gt(pets: Path) -> np.ndarray:
+    """Ground truth rows as (frame, id, x1, y1, x2, y2)."""
+    table = np.loadtxt(pets / "gt" / "gt.txt", delimiter=",")
+    return np.c_[table[:, :2], table[:, 2:4], table[:, 2:4] + table[:, 4:6]]
+
+
+def truth_of(gt: np.ndarray, frame: int) -> np.ndarray:
+    return gt[gt[:, 0] == frame, 2:6]
+
+
+@pytest.fixture(scope="module")
+def yolo(assets: Path) -> Detector:
+    return create_detector("yolo", weights=assets / "models" / "yolov8n_int8.onnx")
+
+
+def test_registry_lists_all_three_without_importing_ultralytics():
+    assert {"yolo", "hog", "mot"} <= set(list_detectors())
+    code = "import sys, detectors; print(sorted(detectors.list_detectors())); print('ultralytics' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split("\n")[1] == "False"
+
+
+def test_unknown_detector_suggests_close_name():
+    with pytest.raises(KeyError, match="yolo"):
+        create_detector("yollo")
+
+
+def test_yolo_finds_the_people_of_frame_one(yolo, pets_frames, pets_gt):
+    (detections,) = yolo.detect(pets_frames[:1])
+    assert isinstance(yolo, Detector)
+    assert len(detections) >= 3
+    assert np.all(detections.class_id == 0)
+    assert np.all((detections.confidence >= 0.25) & (detections.confidence <= 1.0))
+    assert recall(detections, truth_of(pets_gt, 1), 0.5) == 1.0
+
+
+def test_yolo_batch_matches_frame_by_frame(yolo, pets_frames):
+    batched = yolo.detect(pets_frames, frame_indices=[1, 2, 3])
+    single = [yolo.detect([frame])[0] for frame in pets_frames]
+    assert len(batched) == 3
+    for a, b in zip(batched, single, strict=True):
+        assert len(a) == len(b)
+        np.testing.assert_allclose(a.xyxy, b.xyxy, atol=1e-3)
+    assert yolo.detect([]) == []
+
+
+def test_yolo_missing_weights_is_a_one_line_weights_error(tmp_path: Path):
+    missing = tmp_path / "models" / "detector.onnx"
+    with pytest.raises(WeightsError) as info:
+        create_detector("yolo", weights=missing)
+    message = str(info.value)
+    assert str(missing) in message and "\n" not in message
+
+
+def test_bare_ultralytics_name_is_left_to_ultralytics(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert resolve_weights("yolov8n.pt") == "yolov8n.pt"
+    with pytest.raises(WeightsError, match=r"yolov8n\.onnx"):
+        resolve_weights("yolov8n.onnx")  # exports are never downloaded: it must be a local file
+    with pytest.raises(WeightsError, match="unsupported format"):
+        resolve_weights("weights/yolov8n.tflite")
+
+
+def test_hog_finds_people_on_an_upscaled_frame(pets_frames, pets_gt):
+    hog = create_detector("hog", upscale=2.0)
+    (detections,) = hog.detect(pets_frames[:1])
+    assert len(detections) > 0
+    assert np.all((detections.confidence >= 0) & (detections.confidence <= 1))
+    assert np.all(np.diff(detections.confidence) <= 0)  # most confident first
+    assert recall(detections, truth_of(pets_gt, 1), 0.5) >= 2 / 3
+
+
+def test_hog_on_a_blank_image_finds_nothing():
+    (detections,) = create_detector("hog", upscale=1.0).detect([np.zeros((256, 192, 3), np.uint8)])
+    assert len(detections) == 0
+
+
+def test_mot_returns_ground_truth_boxes(pets, pets_gt, pets_frames):
+    mot = create_detector("mot", path=pets / "gt" / "gt.txt")
+    first, second = mot.detect(pets_frames[:2], frame_indices=[1, 2])
+    for detections, frame in ((first, 1), (second, 2)):
+        truth = truth_of(pets_gt, frame)
+        order = np.lexsort(truth.T[::-1])
+        got = detections.xyxy[np.lexsort(detections.xyxy.T[::-1])]
+        np.testing.assert_allclose(got, truth[order], atol=1e-3)
+        assert np.all(detections.class_id == 0)
+
+
+def test_mot_needs_frame_indices_and_handles_empty_frames(pets, pets_frames):
+    mot = create_detector("mot", path=pets / "gt" / "gt.txt")
+    with pytest.raises(ValueError, match="frame_indices"):
+        mot.detect(pets_frames[:1])
+    (nothing,) = mot.detect(pets_frames[:1], frame_indices=[100_000])
+    assert len(nothing) == 0
+
+
+def test_mot_min_confidence_and_clipping(tmp_path: Path):
+    path = tmp_path / "det.txt"
+    path.write_text(
+        "1,-1,10,20,30,60,0.9,-1,-1,-1\n1,-1,50,20,30,60,0.2,-1,-1,-1\n2,-1,5,5,10,20,37.5,-1,-1,-1\n"
+    )
+    mot = create_detector("mot", path=path, min_confidence=0.5)
+    one, two = mot.detect([np.zeros((4, 4, 3), np.uint8)] * 2, frame_indices=[1, 2])
+    np.testing.assert_allclose(one.xyxy, [[10, 20, 40, 80]])
+    np.testing.assert_allclose(one.confidence, [0.9])
+    np.testing.assert_allclose(two.confidence, [1.0])
+
+
+def test_mot_missing_or_malformed_file(tmp_path: Path):
+    with pytest.raises(PipelineError, match=r"nothing\.txt"):
+        create_detector("mot", path=tmp_path / "nothing.txt")
+    bad = tmp_path / "bad.txt"
+    bad.write_text("frame id x y\n")
+    with pytest.raises(PipelineError, match=r"bad\.txt"):
+        create_detector("mot", path=bad)
