@@ -1,0 +1,333 @@
+"""Matcher: links the local tracks of all cameras under global identities, jointly and under constraints."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from pipeline.messages import Assignment, CameraFinished, Embedding, IdentityEvent, TrackEnded, Tracks
+from pipeline.store import EmbeddingStore, Key
+
+logger = logging.getLogger(__name__)
+
+Output = Assignment | IdentityEvent
+_FORBIDDEN = 1e6  # cost of a pair the constraints rule out
+_CLOSED_MEMORY = 4096  # recently closed tracklets remembered, so that late embeddings are ignored
+
+
+@dataclass
+class _Span:
+    """Where and when a tracklet was seen; the unit the constraints reason about."""
+
+    camera: str
+    first_frame: int
+    last_frame: int
+    first_time: float
+    last_time: float
+
+
+@dataclass
+class _Tracklet(_Span):
+    """An open tracklet: its span, its accumulating feature and its current identity."""
+
+    track_id: int = 0
+    feature_sum: np.ndarray | None = None
+    embeddings: int = 0
+    since_decision: int = 0
+    global_id: int | None = None
+    closing: bool = False
+
+    def feature(self) -> np.ndarray:
+        assert self.feature_sum is not None
+        return (self.feature_sum / max(float(np.linalg.norm(self.feature_sum)), 1e-12)).astype(np.float32)
+
+
+class Matcher:
+    """Assigns a global identity to every (camera, local track) from appearance, topology and time.
+
+    Undecided tracklets wait for `min_embeddings` embeddings (or their end), then all tracklets waiting
+    at that moment are assigned together (Hungarian) to identities found in the store's gallery, among
+    those the constraints allow; below `threshold` cosine similarity a new identity is born. An open
+    tracklet is re-decided every `revise_every` new embeddings.
+
+    Constraints: an identity holds at most one tracklet at a time in one camera; it is in one camera at a
+    time unless the pair is in `overlaps`; `transitions[(a, b)] = (min_s, max_s)` bounds the gap between
+    its last sighting in camera a and its first in camera b. Constraints compare tracklets of this
+    session only: timestamps of earlier sessions are not on the same clock.
+    """
+
+    def __init__(
+        self,
+        store: EmbeddingStore,
+        session: int,
+        threshold: float = 0.5,
+        min_embeddings: int = 3,
+        revise_every: int = 4,
+        overlaps: Iterable[tuple[str, str]] = (),
+        transitions: Mapping[tuple[str, str], tuple[float, float]] | None = None,
+        top_k: int = 20,
+        box_batch: int = 2000,
+    ) -> None:
+        if min_embeddings < 1 or revise_every < 1 or top_k < 1:
+            raise ValueError("min_embeddings, revise_every and top_k must be >= 1")
+        self.store = store
+        self.session = session
+        self.threshold = threshold
+        self.min_embeddings = min_embeddings
+        self.revise_every = revise_every
+        self.overlaps = {frozenset(pair) for pair in overlaps}
+        self.transitions = dict(transitions or {})
+        for pair, (low, high) in self.transitions.items():
+            if not 0 <= low <= high:
+                raise ValueError(f"transit window {pair}: expected 0 <= min_s <= max_s, got ({low}, {high})")
+        self.top_k = top_k
+        self.box_batch = box_batch
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the open tracklets (after writing out buffered boxes); the store is untouched."""
+        if getattr(self, "_boxes", None):
+            self._flush()
+        self._open: dict[tuple[str, int], _Tracklet] = {}
+        self._due: set[tuple[str, int]] = set()  # tracklets waiting for a (re)decision
+        self._closed: OrderedDict[tuple[str, int], None] = OrderedDict()
+        self._boxes: list[tuple] = []
+
+    @property
+    def open_tracklets(self) -> int:
+        """How many tracklets the matcher holds in memory (closed ones live only in the store)."""
+        return len(self._open)
+
+    # -- messages ----------------------------------------------------------------------------------
+
+    def update(self, message: object) -> list[Output]:
+        """Take one message (Tracks, Embedding, TrackEnded, CameraFinished); return what was decided."""
+        if isinstance(message, Tracks):
+            self._on_tracks(message)
+        elif isinstance(message, Embedding):
+            self._on_embedding(message)
+            return []  # decided with the next frame, jointly with whatever else became ready
+        elif isinstance(message, TrackEnded):
+            tracklet = self._open.get((message.camera_id, int(message.track_id)))
+            if tracklet is not None:
+                tracklet.closing = True
+        elif isinstance(message, CameraFinished):
+            for (camera, _), tracklet in self._open.items():
+                tracklet.closing = tracklet.closing or camera == message.camera_id
+        else:
+            raise TypeError(f"Matcher cannot take a {type(message).__name__} message")
+        return self._decide_and_close()
+
+    def finish(self) -> list[Output]:
+        """Close every open tracklet, decide what is left and make the store durable."""
+        for tracklet in self._open.values():
+            tracklet.closing = True
+        out = self._decide_and_close()
+        self._flush()
+        return out
+
+    def _on_tracks(self, tracks: Tracks) -> None:
+        for xyxy, conf, track_id in zip(tracks.xyxy, tracks.confidence, tracks.track_id, strict=True):
+            key = (tracks.camera_id, int(track_id))
+            tracklet = self._open.get(key)
+            if tracklet is None:
+                if key in self._closed:
+                    logger.warning("camera %s: track %d reappeared after it ended", *key)
+                tracklet = _Tracklet(
+                    tracks.camera_id, tracks.frame_index, tracks.frame_index, tracks.timestamp,
+                    tracks.timestamp, track_id=key[1],
+                )  # fmt: skip
+                self._open[key] = tracklet
+            tracklet.last_frame = max(tracklet.last_frame, tracks.frame_index)
+            tracklet.last_time = max(tracklet.last_time, tracks.timestamp)
+            x1, y1, x2, y2 = (float(v) for v in xyxy)
+            self._boxes.append(
+                (self.session, key[0], key[1], tracks.frame_index, x1, y1, x2, y2, float(conf))
+            )
+        if len(self._boxes) >= self.box_batch:
+            self._flush()
+
+    def _on_embedding(self, emb: Embedding) -> None:
+        key = (emb.camera_id, int(emb.track_id))
+        tracklet = self._open.get(key)
+        if tracklet is None:
+            logger.debug("camera %s: embedding for track %d that is not open, ignored", *key)
+            return
+        weighted = emb.vector.astype(np.float64) * max(float(emb.quality), 1e-6)
+        tracklet.feature_sum = weighted if tracklet.feature_sum is None else tracklet.feature_sum + weighted
+        tracklet.embeddings += 1
+        tracklet.since_decision += 1
+        if tracklet.global_id is None:
+            if tracklet.embeddings >= self.min_embeddings:
+                self._due.add(key)
+        elif tracklet.since_decision >= self.revise_every:
+            self._due.add(key)
+
+    # -- decisions ---------------------------------------------------------------------------------
+
+    def _decide_and_close(self) -> list[Output]:
+        closing = [key for key, t in self._open.items() if t.closing]
+        for key in closing:
+            tracklet = self._open[key]
+            if tracklet.embeddings and (tracklet.global_id is None or tracklet.since_decision):
+                self._due.add(key)
+        out = self._decide([self._open[key] for key in sorted(self._due) if key in self._open])
+        self._due.clear()
+        for key in closing:
+            out.extend(self._close(self._open.pop(key)))
+            self._closed[key] = None
+            while len(self._closed) > _CLOSED_MEMORY:
+                self._closed.popitem(last=False)
+        return out
+
+    def _decide(self, rows: list[_Tracklet]) -> list[Output]:
+        """Assign `rows` jointly: Hungarian over 1 - similarity, with one 'new identity' column per row."""
+        if not rows:
+            return []
+        features = np.stack([t.feature() for t in rows])  # (R, D)
+        keys = [self._key(t) for t in rows]
+        found = self.store.search(features, self.top_k, exclude=keys)
+        candidates = sorted({gid for hits in found for gid, sim in hits.items() if sim >= self.threshold})
+        spans = self._identity_spans(candidates)
+        column = {gid: j for j, gid in enumerate(candidates)}
+        n_rows, n_ids = len(rows), len(candidates)
+        cost = np.full((n_rows, n_ids + n_rows), _FORBIDDEN)
+        cost[np.arange(n_rows), n_ids + np.arange(n_rows)] = 1.0 - self.threshold
+        for i, (tracklet, hits) in enumerate(zip(rows, found, strict=True)):
+            for gid, sim in hits.items():
+                others = [s for s in spans.get(gid, []) if s is not tracklet]
+                if sim >= self.threshold and self._allowed(tracklet, others):
+                    cost[i, column[gid]] = 1.0 - sim
+        row_index, col_index = linear_sum_assignment(cost)
+        out: list[Output] = []
+        for i, j in zip(row_index, col_index, strict=True):
+            if j < n_ids and cost[i, j] < _FORBIDDEN:
+                out.extend(self._assign(rows[i], candidates[j], 1.0 - float(cost[i, j])))
+            else:
+                out.extend(self._assign(rows[i], None, 0.0))
+        return out
+
+    def _assign(self, tracklet: _Tracklet, global_id: int | None, score: float) -> list[Output]:
+        """Apply one decision (`None`: no known identity fits) and say what changed."""
+        previous = tracklet.global_id
+        key = self._key(tracklet)
+        tracklet.since_decision = 0
+        born = False
+        if global_id is None:
+            if previous is not None and not self._members(previous, key):
+                global_id = previous  # alone in its identity: a new one would only rename it
+            else:
+                global_id, born = self.store.new_identity(time.time()), True
+        if previous is None:
+            kind = "appeared" if born else "matched"
+        else:
+            kind = "revised" if global_id != previous else ""
+        tracklet.global_id = global_id
+        self._store_tracklet(tracklet, closed=False)
+        if tracklet.feature_sum is not None:
+            self.store.add_prototype(global_id, tracklet.feature(), key)
+        if not kind:
+            return []
+        if kind == "revised" and not self._members(previous, key):
+            logger.debug("identity %d left empty by a revision: retired", previous)
+            self.store.retire_identity(previous)
+        assignment = Assignment(
+            tracklet.camera, tracklet.track_id, global_id, score, revised=previous is not None
+        )
+        return [assignment, self._event(kind, tracklet, score)]
+
+    def _close(self, tracklet: _Tracklet) -> list[Output]:
+        out: list[Output] = []
+        if tracklet.global_id is None:  # never embedded: it still needs an identity for the exports
+            out.extend(self._assign(tracklet, None, 0.0))
+        elif tracklet.feature_sum is not None:
+            self.store.add_prototype(tracklet.global_id, tracklet.feature(), self._key(tracklet))
+        self._store_tracklet(tracklet, closed=True)
+        out.append(self._event("left", tracklet, 0.0))
+        return out
+
+    # -- constraints -------------------------------------------------------------------------------
+
+    def _allowed(self, tracklet: _Span, others: list[_Span]) -> bool:
+        """Whether `tracklet` may join an identity whose other tracklets (this session) are `others`."""
+        before = [s for s in others if s.last_time <= tracklet.first_time]
+        after = [s for s in others if s.first_time >= tracklet.last_time]
+        for other in others:
+            if other.camera == tracklet.camera:
+                if other.first_frame <= tracklet.last_frame and tracklet.first_frame <= other.last_frame:
+                    return False  # two live tracks of one person in one camera
+                continue
+            simultaneous = other.first_time < tracklet.last_time and tracklet.first_time < other.last_time
+            if simultaneous and frozenset((other.camera, tracklet.camera)) not in self.overlaps:
+                return False  # in two cameras at once, and they do not overlap
+        if before:
+            last = max(before, key=lambda s: s.last_time)
+            if not self._transit_ok(last.camera, tracklet.camera, tracklet.first_time - last.last_time):
+                return False
+        if after:
+            following = min(after, key=lambda s: s.first_time)
+            if not self._transit_ok(
+                tracklet.camera, following.camera, following.first_time - tracklet.last_time
+            ):
+                return False
+        return True
+
+    def _transit_ok(self, source: str, target: str, gap: float) -> bool:
+        window = self.transitions.get((source, target)) if source != target else None
+        return window is None or window[0] <= gap <= window[1]
+
+    def _identity_spans(self, global_ids: list[int]) -> dict[int, list[_Span]]:
+        """This session's tracklets of each identity: open ones from memory, closed ones from the store."""
+        spans: dict[int, list[_Span]] = {gid: [] for gid in global_ids}
+        for tracklet in self._open.values():
+            if tracklet.global_id in spans:
+                spans[tracklet.global_id].append(tracklet)
+        for record in self.store.tracklets(session=self.session, global_ids=global_ids):
+            if (record.camera, record.track_id) not in self._open:
+                spans[record.global_id].append(
+                    _Span(
+                        record.camera,
+                        record.first_frame,
+                        record.last_frame,
+                        record.first_time,
+                        record.last_time,
+                    )
+                )
+        return spans
+
+    # -- store -------------------------------------------------------------------------------------
+
+    def _members(self, global_id: int, exclude: Key) -> int:
+        """How many tracklets (any session) other than `exclude` belong to `global_id`."""
+        return sum(r.key != exclude for r in self.store.tracklets(global_ids=[global_id]))
+
+    def _store_tracklet(self, tracklet: _Tracklet, closed: bool) -> None:
+        self.store.upsert_tracklet(
+            self.session, tracklet.camera, tracklet.track_id, global_id=tracklet.global_id,
+            first_frame=tracklet.first_frame, last_frame=tracklet.last_frame,
+            first_time=tracklet.first_time, last_time=tracklet.last_time, closed=closed,
+        )  # fmt: skip
+
+    def _flush(self) -> None:
+        self.store.add_boxes(self._boxes)
+        self._boxes.clear()
+        for tracklet in self._open.values():
+            if tracklet.global_id is not None:
+                self._store_tracklet(tracklet, closed=False)
+        self.store.commit()
+
+    def _key(self, tracklet: _Tracklet) -> Key:
+        return (self.session, tracklet.camera, tracklet.track_id)
+
+    def _event(self, kind: str, tracklet: _Tracklet, score: float) -> IdentityEvent:
+        assert tracklet.global_id is not None
+        return IdentityEvent(
+            kind, tracklet.global_id, tracklet.camera, tracklet.track_id, tracklet.last_frame,
+            tracklet.last_time, score,
+        )  # fmt: skip

@@ -1,0 +1,166 @@
+"""Matcher on hand-built embeddings: joint linking, constraints, revision, persistence and resume."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+
+from pipeline.matcher import Matcher
+from pipeline.messages import Assignment, Embedding, IdentityEvent, TrackEnded, Tracks
+from pipeline.store import EmbeddingStore
+
+DIM = 64
+FPS = 10.0
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def people(n: int, seed: int = 0) -> np.ndarray:
+    return unit(np.random.default_rng(seed).standard_normal((n, DIM)))
+
+
+@dataclass
+class Track:
+    """A scripted local track: frames [first, last] and the appearance vectors of its embeddings."""
+
+    camera: str
+    track_id: int
+    first: int
+    last: int
+    vectors: list[np.ndarray] = field(default_factory=list)
+    noise: float = 0.05
+
+
+def script(tracks: list[Track], seed: int = 1) -> list:
+    """The messages a pipeline would send for `tracks`, in time order; embeddings spread over the track."""
+    rng = np.random.default_rng(seed)
+    timed = []
+    for t in tracks:
+        emb_frames = np.linspace(t.first, t.last, len(t.vectors) + 2).astype(int)[1:-1] if t.vectors else []
+        for f in range(t.first, t.last + 1):
+            box = np.array([[10.0 * t.track_id, 0, 10.0 * t.track_id + 8, 20]], np.float32)
+            msg = Tracks(t.camera, f, f / FPS, box, np.ones(1, np.float32), np.array([t.track_id], np.int64))
+            timed.append((f, 0, t.camera, msg))
+        for f, vector in zip(emb_frames, t.vectors, strict=True):
+            noisy = unit(vector + t.noise * rng.standard_normal(DIM) / np.sqrt(DIM))
+            timed.append((int(f), 1, t.camera, Embedding(t.camera, t.track_id, int(f), f / FPS, noisy, 1.0)))
+        timed.append((t.last + 1, 2, t.camera, TrackEnded(t.camera, t.track_id, t.last, t.last / FPS)))
+    return [m for *_, m in sorted(timed, key=lambda x: x[:3])]
+
+
+def run(matcher: Matcher, messages: list) -> tuple[dict[tuple[str, int], int], list]:
+    """Feed everything, finish, return the final global id of each track and all outputs."""
+    outputs = []
+    for message in messages:
+        outputs.extend(matcher.update(message))
+    outputs.extend(matcher.finish())
+    final = {(o.camera_id, o.track_id): o.global_id for o in outputs if isinstance(o, Assignment)}
+    return final, outputs
+
+
+def test_people_seen_in_one_camera_then_another_keep_their_identity() -> None:
+    p = people(3)
+    tracks = [Track("a", i + 1, 1, 30, [p[i]] * 4) for i in range(3)]
+    tracks += [Track("b", i + 1, 50, 80, [p[i]] * 4) for i in (2, 0, 1)]
+    store = EmbeddingStore(None, dim=DIM)
+    matcher = Matcher(store, store.begin_session())
+    final, outputs = run(matcher, script(tracks))
+    assert all(final[("b", i + 1)] == final[("a", i + 1)] for i in range(3))
+    assert len(set(final.values())) == 3 == store.identity_count()
+    kinds = [o.kind for o in outputs if isinstance(o, IdentityEvent)]
+    assert (kinds.count("appeared"), kinds.count("matched"), kinds.count("left")) == (3, 3, 6)
+    assert matcher.open_tracklets == 0
+    assert len(list(store.boxes(matcher.session, "b"))) == 3 * 31
+
+
+def test_joint_assignment_links_correctly_where_greedy_would_not() -> None:
+    # X and Y look alike; in camera b, t1 (really Y) resembles X more than Y, t2 (really X) only X.
+    e = np.eye(DIM, dtype=np.float32)
+    x, y = e[0], 0.6 * e[0] + 0.8 * e[1]
+    t1 = unit(0.9 * e[0] + 0.3875 * e[1] + 0.2 * e[2])  # cos X 0.90, cos Y 0.85
+    t2 = unit(0.75 * e[0] - 0.2 * e[1] + 0.63 * e[3])  # cos X 0.75, cos Y 0.29
+    store = EmbeddingStore(None, dim=DIM)
+    matcher = Matcher(store, store.begin_session(), threshold=0.5)
+    tracks = [Track("a", 1, 1, 30, [x] * 3, noise=0.0), Track("a", 2, 1, 30, [y] * 3, noise=0.0)]
+    tracks += [Track("b", 1, 50, 80, [t1] * 3, noise=0.0), Track("b", 2, 50, 80, [t2] * 3, noise=0.0)]
+    final, _ = run(matcher, script(tracks))
+    gx, gy = final[("a", 1)], final[("a", 2)]
+    # greedy takes X for t1 (its best match), then t2 (same camera, same time) cannot have X
+    greedy_first = store.search(t1[None], k=2, exclude=[(matcher.session, "b", 1)])[0]
+    assert next(iter(greedy_first)) == gx
+    assert (final[("b", 1)], final[("b", 2)]) == (gy, gx)
+    assert store.identity_count() == 2
+
+
+def test_one_identity_holds_one_live_track_per_camera_but_heals_a_broken_track() -> None:
+    p = people(2)
+    twins = [Track("a", 1, 1, 30, [p[0]] * 4), Track("a", 2, 1, 30, [p[0]] * 4)]  # same look, same time
+    broken = [Track("a", 3, 40, 60, [p[1]] * 4), Track("a", 4, 65, 90, [p[1]] * 4)]  # one person, a gap
+    store = EmbeddingStore(None, dim=DIM)
+    final, _ = run(Matcher(store, store.begin_session()), script(twins + broken))
+    assert final[("a", 1)] != final[("a", 2)]
+    assert final[("a", 3)] == final[("a", 4)]
+
+
+@pytest.mark.parametrize(("overlaps", "linked"), [((), False), ((("a", "b"),), True)])
+def test_an_identity_is_in_two_cameras_at_once_only_where_they_overlap(overlaps, linked: bool) -> None:
+    p = people(1)
+    tracks = [Track("a", 1, 1, 40, [p[0]] * 4), Track("b", 1, 10, 50, [p[0]] * 4)]
+    store = EmbeddingStore(None, dim=DIM)
+    final, _ = run(Matcher(store, store.begin_session(), overlaps=overlaps), script(tracks))
+    assert (final[("a", 1)] == final[("b", 1)]) == linked
+
+
+@pytest.mark.parametrize(("gap_s", "linked"), [(5.0, False), (15.0, True), (40.0, False)])
+def test_transit_window_bounds_the_gap_between_cameras(gap_s: float, linked: bool) -> None:
+    p = people(1)
+    start = 30 + int(gap_s * FPS)
+    tracks = [Track("a", 1, 1, 30, [p[0]] * 4), Track("b", 1, start, start + 30, [p[0]] * 4)]
+    store = EmbeddingStore(None, dim=DIM)
+    matcher = Matcher(store, store.begin_session(), transitions={("a", "b"): (10.0, 20.0)})
+    final, _ = run(matcher, script(tracks))
+    assert (final[("a", 1)] == final[("b", 1)]) == linked
+
+
+def test_open_tracklet_is_revised_and_its_empty_identity_retired() -> None:
+    p = people(2)
+    # b1 starts on a misleading look (p1, nobody known), then shows p0 for long enough to move over
+    tracks = [Track("a", 1, 1, 30, [p[0]] * 4), Track("b", 1, 40, 120, [p[1]] * 3 + [p[0]] * 12)]
+    store = EmbeddingStore(None, dim=DIM)
+    matcher = Matcher(store, store.begin_session(), threshold=0.5, min_embeddings=3, revise_every=4)
+    final, outputs = run(matcher, script(tracks))
+    first = next(o for o in outputs if isinstance(o, Assignment) and o.camera_id == "b")
+    revision = next(o for o in outputs if isinstance(o, Assignment) and o.revised)
+    assert first.global_id != final[("a", 1)] and not first.revised
+    assert (revision.camera_id, revision.global_id) == ("b", final[("a", 1)])
+    assert final[("b", 1)] == final[("a", 1)]
+    assert any(isinstance(o, IdentityEvent) and o.kind == "revised" for o in outputs)
+    assert store.identity_count() == 1  # the identity b1 was born with is retired
+
+
+def test_tracks_without_embeddings_still_get_an_identity() -> None:
+    store = EmbeddingStore(None, dim=DIM)
+    final, outputs = run(Matcher(store, store.begin_session()), script([Track("a", 5, 1, 10)]))
+    assert final == {("a", 5): 1}
+    assert [o.kind for o in outputs if isinstance(o, IdentityEvent)] == ["appeared", "left"]
+
+
+def test_resumed_run_links_to_the_stored_gallery_and_keeps_counting(tmp_path) -> None:
+    p = people(4)
+    path = tmp_path / "gallery.sqlite"
+    with EmbeddingStore(path, dim=DIM) as store:
+        first, _ = run(
+            Matcher(store, store.begin_session()),
+            script([Track("a", i, 1, 30, [p[i]] * 4) for i in range(3)]),
+        )
+    with EmbeddingStore(path, dim=DIM) as store:
+        session = store.begin_session()
+        tracks = [Track("a", i, 1, 30, [p[i]] * 4) for i in (2, 1, 3)]  # local ids restart; same clock
+        second, _ = run(Matcher(store, session), script(tracks))
+        assert second[("a", 2)] == first[("a", 2)] and second[("a", 1)] == first[("a", 1)]
+        assert second[("a", 3)] == max(first.values()) + 1
+        assert session == 2 and store.identity_count() == 4
