@@ -319,7 +319,7 @@ def _write_videos(
 def build_parser() -> argparse.ArgumentParser:
     """Command-line arguments of make-multicam."""
     parser = argparse.ArgumentParser(
-        prog="make-multicam",
+        prog="reid-pipeline make-multicam",
         description="Cut one MOTChallenge-annotated video into cameras with their own ground truth.",
     )
     parser.add_argument("video", type=Path, help="source video file")
