@@ -188,7 +188,7 @@ def test_real_onnx_model_keeps_order_and_features(assets):
     inbox, outbox = queue.Queue(), queue.Queue()
     for message in [*sent, None]:
         inbox.put(message)
-    stage = ReIDStage(embedder, max_batch=4, max_wait_ms=5)
+    stage = ReIDStage(embedder, max_batch=4, max_wait_ms=1000)
     stage.run(inbox, outbox)
     out = _drain(outbox, timeout=1)
     assert [_key(m) for m in out] == [_key(m) for m in sent]
@@ -202,7 +202,7 @@ def test_queued_crops_are_batched_up_to_max_batch():
     for i in range(100):
         inbox.put(_crop("a", i, 1))
     inbox.put(None)
-    stage = ReIDStage(FakeEmbedder(), max_batch=16, max_wait_ms=50)
+    stage = ReIDStage(FakeEmbedder(), max_batch=16, max_wait_ms=1000)
     stage.run(inbox, outbox)
     assert len(_drain(outbox, timeout=1)) == 100
     assert stage.embedder.batches == [16] * 6 + [4]

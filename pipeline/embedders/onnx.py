@@ -66,8 +66,11 @@ class OnnxEmbedder:
         self.device = device
         self.channel_order = channel_order
         self.scale = float(scale)
-        self.mean = np.asarray(mean, np.float32).reshape(1, 1, 1, 3)
-        self.std = np.asarray(std, np.float32).reshape(1, 1, 1, 3)
+        self.mean = tuple(float(m) for m in mean)
+        self.std = tuple(float(s) for s in std)
+        # (pixel * scale - mean) / std as one multiply-add per pixel, channels last (H, W, C).
+        self._gain = (self.scale / np.asarray(std, np.float32)).astype(np.float32)
+        self._offset = (-np.asarray(mean, np.float32) / np.asarray(std, np.float32)).astype(np.float32)
 
         options = ort.SessionOptions()
         options.log_severity_level = 3
@@ -121,7 +124,8 @@ class OnnxEmbedder:
                 raise ValueError(f"crop {i} must be a non-empty (h, w, 3) image, but got shape {crop.shape}")
             resized = cv2.resize(crop, (width, height), interpolation=cv2.INTER_LINEAR)
             batch[i] = resized[..., ::-1] if self.channel_order == "rgb" else resized
-        batch = (batch * self.scale - self.mean) / self.std
+        batch *= self._gain
+        batch += self._offset
         return np.ascontiguousarray(batch.transpose(0, 3, 1, 2))  # (N, 3, H, W)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
