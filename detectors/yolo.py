@@ -66,8 +66,8 @@ class YoloDetector:
                 imgsz=self.imgsz,
                 device=self.device,
                 classes=self.classes,
-                half=self.half,
                 verbose=False,
+                **({"half": True} if self.half else {}),  # newer ultralytics warns on any `half` argument
             )
             detections.extend(_to_detections(result.boxes) for result in results)
         return detections
