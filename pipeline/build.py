@@ -116,7 +116,7 @@ def build_store(config: RunConfig, out_dir: Path, dim: int):
 
     s = config.store
     return EmbeddingStore(
-        Path(s.path) if s.path else out_dir / "store",
+        Path(s.path) if s.path else out_dir / "store" / "gallery.sqlite",
         dim=dim,
         index=s.index,
         approximate_threshold=s.approximate_threshold,

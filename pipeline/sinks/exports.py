@@ -13,8 +13,8 @@ SCHEMA_VERSION = 1
 
 def write_exports(store, session: int, cameras: list[dict], out_dir: Path) -> None:
     """Write tracks.json and one MOT file per camera for the tracklets of `session`."""
-    tracklets = [t for t in store.tracklets(session) if t["global_id"] is not None]
-    global_ids = {(t["camera"], t["track_id"]): t["global_id"] for t in tracklets}
+    tracklets = [t for t in store.tracklets(session) if t.global_id is not None]
+    global_ids = {(t.camera, t.track_id): t.global_id for t in tracklets}
     for camera in cameras:
         write_mot(store, session, camera["id"], global_ids, out_dir / "mot" / f"{camera['id']}.txt")
     write_tracks_json(store, session, cameras, tracklets, out_dir / "tracks.json")
@@ -32,19 +32,25 @@ def write_mot(store, session: int, camera_id: str, global_ids: dict, path: Path)
             )
 
 
-def write_tracks_json(store, session: int, cameras: list[dict], tracklets: list[dict], path: Path) -> None:
-    """The cross-camera export; written one identity at a time so memory stays flat."""
-    by_identity: dict[int, list[dict]] = defaultdict(list)
+def write_tracks_json(store, session: int, cameras: list[dict], tracklets: list, path: Path) -> None:
+    """The cross-camera export: identities, each with its appearances (one per local track) and boxes."""
+    by_identity: dict[int, list] = defaultdict(list)
     for t in tracklets:
-        by_identity[t["global_id"]].append(t)
+        by_identity[t.global_id].append(t)
+    boxes: dict[tuple[str, int], list] = defaultdict(list)
+    for camera in cameras:
+        for track_id, frame, x1, y1, x2, y2, conf in store.boxes(session, camera["id"]):
+            boxes[camera["id"], track_id].append(
+                [frame, round(x1, 2), round(y1, 2), round(x2, 2), round(y2, 2), round(conf, 3)]
+            )
     with atomic_open(path) as f:
         f.write(
             f'{{"schema_version": {SCHEMA_VERSION},\n "cameras": {json.dumps(cameras)},\n "identities": ['
         )
         for n, global_id in enumerate(sorted(by_identity)):
             appearances = [
-                _appearance(store, session, t)
-                for t in sorted(by_identity[global_id], key=lambda t: (t["first_time"], t["camera"]))
+                _appearance(t, boxes.pop((t.camera, t.track_id), []))
+                for t in sorted(by_identity[global_id], key=lambda t: (t.first_time, t.camera))
             ]
             f.write(
                 ("," if n else "") + "\n  " + json.dumps({"global_id": global_id, "appearances": appearances})
@@ -52,17 +58,13 @@ def write_tracks_json(store, session: int, cameras: list[dict], tracklets: list[
         f.write("\n ]}\n")
 
 
-def _appearance(store, session: int, tracklet: dict) -> dict:
-    boxes = [
-        [frame, round(x1, 2), round(y1, 2), round(x2, 2), round(y2, 2), round(conf, 3)]
-        for _, frame, x1, y1, x2, y2, conf in store.boxes(session, tracklet["camera"], tracklet["track_id"])
-    ]
+def _appearance(tracklet, boxes: list) -> dict:
     return {
-        "camera": tracklet["camera"],
-        "local_track_id": tracklet["track_id"],
-        "first_frame": tracklet["first_frame"],
-        "last_frame": tracklet["last_frame"],
-        "start_time": round(tracklet["first_time"], 3),
-        "end_time": round(tracklet["last_time"], 3),
+        "camera": tracklet.camera,
+        "local_track_id": tracklet.track_id,
+        "first_frame": tracklet.first_frame,
+        "last_frame": tracklet.last_frame,
+        "start_time": round(tracklet.first_time, 3),
+        "end_time": round(tracklet.last_time, 3),
         "boxes": boxes,
     }
