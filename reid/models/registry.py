@@ -72,10 +72,10 @@ def build_vpm(config: VPMConfig, pretrained: str | os.PathLike | None = None, **
         # the saved architecture wins; explicit overrides (e.g. mode) still apply on top
         config = saved
     config = apply_overrides(config, overrides)
-    if (tag or clip_file) and config.clip_model is None:
+    if tag and config.clip_model is None:
         raise WeightsError(
-            f"model {config.name!r} is a custom architecture with no CLIP weights; "
-            f"pretrained must be a VPM-Net checkpoint of it, got {pretrained}"
+            f"model {config.name!r} is a custom architecture with no published CLIP weights; pretrained must be "
+            f"a VPM-Net checkpoint or an open_clip weights file of that architecture, got {tag!r}"
         )
     try:
         clip = build_clip(
