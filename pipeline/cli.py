@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     os.environ.setdefault("YOLO_AUTOINSTALL", "false")
     os.environ.setdefault("YOLO_OFFLINE", "true")
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg's own messages; we report in one line
     argv = sys.argv[1:] if argv is None else argv
     # Subcommands that own their arguments are dispatched before argparse sees them.
     if argv and argv[0] in _DELEGATED:
