@@ -27,6 +27,7 @@ def capture_options(source: str | int, transport: str, base: str | None = None) 
         if key.strip() and sep:
             entries[key.strip()] = value
     if source.lower().startswith(("rtsp://", "rtsps://")):
+        entries.pop("rtsp_transport", None)  # the camera's own transport wins over a process-wide one
         entries = {**_DEFAULT_RTSP_OPTIONS, **entries, "rtsp_transport": transport}
     return "|".join(f"{key};{value}" for key, value in entries.items()) or None
 

@@ -100,8 +100,11 @@ class _Connection(threading.Thread):
             if not ok or image is None:
                 owner.frames_failed += 1
                 continue
+            timestamp = time.time()
             self.frames_read += 1
-            owner._put(_as_bgr(image), time.time(), self)
+            if self.frames_read == 1:
+                owner._went_live(self)
+            owner._put(_as_bgr(image), timestamp, self)
 
 
 def _as_bgr(image: np.ndarray) -> np.ndarray:
@@ -176,6 +179,7 @@ class LiveSource(Source):
         self._supervisor: threading.Thread | None = None
         self._conn: _Connection | None = None
         self._stream_fps = 0.0
+        self._ever_live = False
         self._next_due = 0.0
         self._delivered = 0
 
@@ -243,7 +247,7 @@ class LiveSource(Source):
         return self._stop.is_set() or self._state == "failed"
 
     def _set_state(self, state: str, detail: str = "") -> None:
-        if state == self._state and state != "connecting":
+        if state == self._state and state in ("live", "stopped", "failed"):
             return
         self._state = state
         self._records.append(StateChange(time.time(), self.camera_id, state, detail))
@@ -261,8 +265,19 @@ class LiveSource(Source):
         self._next_due = max(self._next_due + period, now)
         return True
 
+    def _went_live(self, conn: _Connection) -> None:
+        if conn.cancelled.is_set():
+            return
+        self._stream_fps = conn.fps
+        if self._ever_live:
+            self.reconnects += 1
+        self._ever_live = True
+        self._set_state("live", self.url)
+
     def _put(self, image: np.ndarray, timestamp: float, conn: _Connection) -> None:
         with self._cond:
+            if conn.cancelled.is_set():  # an abandoned connection that came back late
+                return
             if self.frame_policy == "latest":
                 if self._buffer:
                     self._buffer.clear()
@@ -278,19 +293,17 @@ class LiveSource(Source):
 
     def _supervise(self) -> None:
         failures = 0  # consecutive failed attempts since the stream was last live
-        ever_live = False
         generation = 0
         while not self._stop.is_set():
             generation += 1
             conn = _Connection(self, generation)
             self._conn = conn
             conn.start()
-            reason, went_live = self._watch(conn, ever_live)
+            reason = self._watch(conn)
             conn.cancelled.set()
             if self._stop.is_set():
                 break
-            ever_live = ever_live or went_live
-            failures = 1 if went_live else failures + 1
+            failures = 1 if conn.frames_read > 0 else failures + 1
             limit = 0 if not self.reconnect else self.max_retries
             if limit is not None and failures > limit:
                 attempts = "1 attempt" if failures == 1 else f"{failures} attempts in a row"
@@ -305,24 +318,17 @@ class LiveSource(Source):
             self._set_state("retrying", f"{self.url}: {reason}; reconnecting in {delay:.1f} s")
             self._stop.wait(delay)
 
-    def _watch(self, conn: _Connection, ever_live: bool) -> tuple[str, bool]:
-        """Wait while `conn` connects and reads; return why it ended and whether it went live."""
+    def _watch(self, conn: _Connection) -> str:
+        """Wait while `conn` connects and reads; return why it ended."""
         open_deadline = time.monotonic() + self.open_timeout_s + _WATCHDOG_GRACE_S
-        went_live = False
         while not self._stop.wait(_POLL_S):
-            if not went_live and conn.frames_read > 0:
-                went_live = True
-                self._stream_fps = conn.fps
-                if ever_live:
-                    self.reconnects += 1
-                self._set_state("live", self.url)
             if conn.ended.is_set():
-                return conn.error or "stream ended", went_live
+                return conn.error or "stream ended"
             now = time.monotonic()
             if not conn.opened.is_set():
                 if now > open_deadline:
-                    return f"no connection within {self.open_timeout_s:g} s", went_live
+                    return f"no connection within {self.open_timeout_s:g} s"
                 continue
             if now - conn.last_progress > self.read_timeout_s + _WATCHDOG_GRACE_S:
-                return f"no frame for {self.read_timeout_s:g} s (stream stalled)", went_live
-        return "stopped", went_live
+                return f"no frame for {self.read_timeout_s:g} s (stream stalled)"
+        return "stopped"
