@@ -60,13 +60,16 @@ class Matcher:
     time unless the pair is in `overlaps`; `transitions[(a, b)] = (min_s, max_s)` bounds the gap between
     its last sighting in camera a and its first in camera b. Constraints compare tracklets of this
     session only: timestamps of earlier sessions are not on the same clock.
+
+    The default threshold suits OSNet-like features, where different people in similar clothes often
+    score 0.7-0.9; other models need their own (measure it on footage with ground truth).
     """
 
     def __init__(
         self,
         store: EmbeddingStore,
         session: int,
-        threshold: float = 0.5,
+        threshold: float = 0.85,
         min_embeddings: int = 3,
         revise_every: int = 4,
         overlaps: Iterable[tuple[str, str]] = (),
