@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pipeline.matcher import Matcher
-from pipeline.messages import Assignment, Embedding, IdentityEvent, TrackEnded, Tracks
+from pipeline.messages import Assignment, CameraFinished, Embedding, IdentityEvent, TrackEnded, Tracks
 from pipeline.store import EmbeddingStore
 
 DIM = 64
@@ -147,6 +147,20 @@ def test_tracks_without_embeddings_still_get_an_identity() -> None:
     final, outputs = run(Matcher(store, store.begin_session()), script([Track("a", 5, 1, 10)]))
     assert final == {("a", 5): 1}
     assert [o.kind for o in outputs if isinstance(o, IdentityEvent)] == ["appeared", "left"]
+
+
+def test_camera_finished_closes_only_that_cameras_tracklets() -> None:
+    p = people(2)
+    messages = script([Track("a", 1, 1, 20, [p[0]] * 3), Track("b", 1, 1, 20, [p[1]] * 3)])
+    store = EmbeddingStore(None, dim=DIM)
+    matcher = Matcher(store, store.begin_session())
+    for message in messages:
+        if not isinstance(message, TrackEnded):
+            matcher.update(message)
+    outputs = matcher.update(CameraFinished("a", frames=20))
+    assert [(o.kind, o.camera_id) for o in outputs if isinstance(o, IdentityEvent)] == [("left", "a")]
+    assert matcher.open_tracklets == 1
+    assert [t.camera for t in store.tracklets(session=matcher.session) if t.closed] == ["a"]
 
 
 def test_resumed_run_links_to_the_stored_gallery_and_keeps_counting(tmp_path) -> None:
