@@ -162,18 +162,24 @@ class PerlRtspServer(_Server):
         self.source_port = free_port()
         self.rtp_port = free_port(socket.SOCK_DGRAM)
 
-    def start(self) -> None:
-        """Start the server and the publisher; return once the server answers and the stream is published."""
+    @property
+    def publish_url(self) -> str:
+        """Where a publisher sends the stream (`ffmpeg ... -f rtsp URL`)."""
+        return f"rtsp://127.0.0.1:{self.source_port}/live"
+
+    def start(self, publish: bool = True) -> None:
+        """Start the server and (unless `publish` is false) the clip publisher; return once both are up."""
         self.starts += 1
         server = ["rtsp-server-perl", "-c", str(self.port), "-s", str(self.source_port)]
         server += ["--client_listen_address", "127.0.0.1", "--source_listen_address", "127.0.0.1"]
         server += ["--rtp_start_port", str(self.rtp_port)]
         self._spawn(server, "rtsp-server")
         _wait_until(lambda: rtsp_answers(self.source_port), 10, "rtsp-server-perl")
-        publish = ["ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-stream_loop", "-1"]
-        publish += ["-i", str(self.clip), "-c", "copy", "-f", "rtsp"]
-        publish += [f"rtsp://127.0.0.1:{self.source_port}/live"]
-        publisher = self._spawn(publish, "publisher")
+        if not publish:
+            return
+        command = ["ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-stream_loop", "-1"]
+        command += ["-i", str(self.clip), "-c", "copy", "-f", "rtsp", self.publish_url]
+        publisher = self._spawn(command, "publisher")
         time.sleep(0.5)  # ANNOUNCE/RECORD take a few round trips; clients may only DESCRIBE after them
         if publisher.poll() is not None:
             raise RuntimeError(f"ffmpeg publisher exited with {publisher.returncode}; see {self.log_dir}")
