@@ -16,6 +16,7 @@ log = logging.getLogger("reid-pipeline")
 EXIT_ERROR = 2
 EXIT_CAMERA_FAILED = 1
 EXIT_STOPPED = 130
+_PACKAGES = ("pipeline", "detectors", "reid", "samples")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,7 +30,14 @@ def main(argv: list[str] | None = None) -> int:
         return _guard(lambda: _DELEGATED[argv[0]](argv[1:]))
     args = _parser().parse_args(argv)
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    # Our own packages log at `level`; third-party libraries only their warnings unless --verbose.
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for package in _PACKAGES:
+        logging.getLogger(package).setLevel(level)
     return _guard(lambda: args.func(args))
 
 
@@ -96,7 +104,7 @@ def _run(args: argparse.Namespace) -> int:
         max_frames=args.max_frames,
         device=args.device,
         resume=args.resume is not None,
-        log_level=logging.getLogger().level,
+        log_level=logging.getLogger("pipeline").level,
         invocation={"config_path": str(config_path.resolve()), "overrides": overrides},
     )
     for camera_id in result.failed_cameras:

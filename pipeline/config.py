@@ -77,7 +77,7 @@ class ReIDConfig:
 
 @dataclass(frozen=True)
 class MatcherConfig:
-    threshold: float = 0.5
+    threshold: float = 0.85
     min_embeddings: int = 3
     revise_every: int = 4
     top_k: int = 20

@@ -216,7 +216,9 @@ def _qsize(q) -> int:
 def _child_setup(log_level: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent coordinates the stop
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    logging.basicConfig(level=log_level, format="%(levelname)s %(processName)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(processName)s: %(message)s")
+    for package in ("pipeline", "detectors", "reid"):
+        logging.getLogger(package).setLevel(log_level)
     os.environ.setdefault("YOLO_AUTOINSTALL", "false")
     os.environ.setdefault("YOLO_OFFLINE", "true")
 
