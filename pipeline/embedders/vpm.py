@@ -1,0 +1,96 @@
+"""The `vpm` embedder: VPM-Net in torch behind the Embedder protocol (cuda + fp16 autocast, else cpu fp32)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from contextlib import nullcontext
+
+import cv2
+import numpy as np
+import torch
+
+from pipeline.embedders.base import l2_normalize, register_embedder
+from pipeline.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' -> cuda when available, else cpu; an unavailable cuda request is a ConfigError."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(
+            f"vpm embedder device {device!r}: no CUDA device is available here; use 'cpu' or 'auto'"
+        )
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise ConfigError(
+            f"vpm embedder device: expected 'auto', 'cpu' or 'cuda[:N]', got {device!r}"
+        ) from None
+
+
+@register_embedder("vpm")
+class VPMEmbedder:
+    """Embeds BGR person crops with VPM-Net; features are L2-normalised float32 (N, dim)."""
+
+    def __init__(
+        self,
+        checkpoint: str | os.PathLike | None = None,
+        model: str = "vpm_vit_b16",
+        pretrained: str | os.PathLike | None = None,
+        device: str = "auto",
+        batch_size: int = 64,
+    ) -> None:
+        from reid.models import create_model
+
+        if checkpoint is not None and pretrained is not None:
+            raise ConfigError(
+                "vpm embedder: give either checkpoint (a trained VPM-Net) or pretrained, not both"
+            )
+        if batch_size < 1:
+            raise ConfigError(f"vpm embedder batch_size: expected >= 1, got {batch_size}")
+        if checkpoint is None and pretrained is None:
+            logger.warning("vpm embedder has no checkpoint or pretrained weights: its embeddings are random")
+        self.device = resolve_device(device)
+        self.batch_size = int(batch_size)
+        self.model = create_model(model, pretrained=checkpoint if checkpoint is not None else pretrained)
+        self.model.eval().to(self.device)
+        self.dim = int(self.model.embed_dim)
+        self.input_size = tuple(self.model.input_size)
+        self.mean = np.asarray(self.model.mean, np.float32).reshape(1, 1, 1, 3)
+        self.std = np.asarray(self.model.std, np.float32).reshape(1, 1, 1, 3)
+        self.fp16 = self.device.type == "cuda"
+        logger.info(
+            "vpm embedder %s on %s (%s), dim %d, batch %d",
+            model,
+            self.device,
+            "fp16 autocast" if self.fp16 else "fp32",
+            self.dim,
+            self.batch_size,
+        )
+
+    def preprocess(self, crops: list[np.ndarray]) -> torch.Tensor:
+        """BGR uint8 crops of any size -> normalised RGB batch (N, 3, H, W) float32 on the model's device."""
+        height, width = self.input_size
+        batch = np.empty((len(crops), height, width, 3), np.float32)
+        for i, crop in enumerate(crops):
+            if crop.ndim != 3 or crop.shape[2] != 3 or crop.shape[0] == 0 or crop.shape[1] == 0:
+                raise ValueError(f"crop {i} must be a non-empty (h, w, 3) image, but got shape {crop.shape}")
+            batch[i] = cv2.resize(crop, (width, height), interpolation=cv2.INTER_LINEAR)[..., ::-1]
+        batch = (batch / 255.0 - self.mean) / self.std
+        return torch.from_numpy(np.ascontiguousarray(batch.transpose(0, 3, 1, 2))).to(self.device)
+
+    def embed(self, crops: list[np.ndarray]) -> np.ndarray:
+        """L2-normalised features (N, dim) of BGR crops of any sizes."""
+        if not crops:
+            return np.zeros((0, self.dim), np.float32)
+        outputs = []
+        autocast = torch.autocast("cuda", dtype=torch.float16) if self.fp16 else nullcontext()
+        with torch.inference_mode(), autocast:
+            for start in range(0, len(crops), self.batch_size):
+                images = self.preprocess(crops[start : start + self.batch_size])
+                outputs.append(self.model.encode(images).float().cpu().numpy())
+        return l2_normalize(np.concatenate(outputs))  # renormalise: fp16 rounding moves norms slightly
