@@ -172,3 +172,13 @@ class IdentityEvent:
     frame_index: int
     timestamp: float
     score: float = 0.0
+
+
+@dataclass(frozen=True)
+class SourceState:
+    """A camera source changed state (connecting, live, retrying, failed, ended); logged to events.jsonl."""
+
+    camera_id: str
+    state: str
+    timestamp: float
+    detail: str = ""

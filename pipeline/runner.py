@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import multiprocessing as mp
 import os
@@ -16,7 +17,7 @@ from pathlib import Path
 from pipeline import build
 from pipeline.config import RunConfig
 from pipeline.errors import PipelineError
-from pipeline.messages import Assignment, CameraFinished, IdentityEvent
+from pipeline.messages import Assignment, CameraFinished, IdentityEvent, SourceState
 from pipeline.progress import ProgressDisplay
 from pipeline.run_info import RunInfo
 from pipeline.worker import CameraStatus
@@ -304,6 +305,10 @@ def _matcher_main(config, out_dir, resume, fps, inbox, assign_qs, result_q, log_
     seconds = 0.0
     while (message := inbox.get()) is not None:
         start = time.perf_counter()
+        if isinstance(message, SourceState):
+            if events is not None:
+                events.write({"kind": "camera_state", **dataclasses.asdict(message)})
+            continue
         if isinstance(message, CameraFinished):
             finished[message.camera_id] = message
             result_q.put(("camera", message.camera_id, {"reason": message.reason, **message.stats}))

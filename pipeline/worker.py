@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -15,12 +16,14 @@ import numpy as np
 from detectors.base import Detector
 from pipeline.crop_sampler import CropSampler
 from pipeline.errors import PipelineError
-from pipeline.messages import Assignment, CameraFinished, Frame
+from pipeline.messages import Assignment, CameraFinished, Frame, SourceState
 from pipeline.sinks.video import AnnotatedVideoWriter
 from pipeline.sources.base import Source
 from pipeline.tracking import InCameraTracker
 
 log = logging.getLogger(__name__)
+
+MONITOR_INTERVAL_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -87,15 +90,14 @@ class CameraWorker:
     ) -> CameraFinished:
         """Process the opened source to its end (or until `should_stop`); send and return CameraFinished."""
         reason = "end"
-        started = time.perf_counter()
         last = Frame(self.camera_id, 1, 0.0, _EMPTY)
+        done = threading.Event()
+        monitor = threading.Thread(target=self._monitor, args=(outbox, report, done), daemon=True)
+        monitor.start()
         try:
             for frames in self._batches(should_stop):
                 self._process(frames, outbox, inbox)
                 last = frames[-1]
-                if report is not None:
-                    elapsed = max(time.perf_counter() - started, 1e-6)
-                    report(self._status(self.frames / elapsed))
             if should_stop():
                 reason = "stopped"
         except PipelineError as e:
@@ -103,6 +105,8 @@ class CameraWorker:
             reason = f"error: {e}"
         finally:
             self.source.close()
+            done.set()
+            monitor.join()
         for ended in self.tracker.finish(last.index, last.timestamp):
             outbox.put(ended)
         if self.video is not None:
@@ -112,6 +116,18 @@ class CameraWorker:
         if report is not None:
             report(self._status(0.0, state="ended" if reason in ("end", "stopped") else "failed"))
         return finished
+
+    def _monitor(self, outbox, report: Callable[[CameraStatus], None] | None, done: threading.Event) -> None:
+        """Report progress and forward source state changes, also while the source blocks reconnecting."""
+        started = time.perf_counter()
+        while True:
+            finished = done.wait(MONITOR_INTERVAL_S)
+            for change in getattr(self.source, "state_changes", list)():
+                outbox.put(SourceState(self.camera_id, change.state, change.timestamp, change.detail))
+            if report is not None:
+                report(self._status(self.frames / max(time.perf_counter() - started, 1e-6)))
+            if finished:
+                return
 
     def _batches(self, should_stop: Callable[[], bool]) -> Iterator[list[Frame]]:
         batch: list[Frame] = []
