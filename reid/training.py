@@ -106,18 +106,26 @@ def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimi
     return cls(groups, lr=optim.lr)
 
 
-def train(config: TrainConfig, out_dir: str | Path, resume: str | Path | None = None) -> dict[str, Any]:
-    """Train per `config`, writing checkpoint.pt, metrics.jsonl and config.yaml to `out_dir`; returns a summary."""
+def train(
+    config: TrainConfig, out_dir: str | Path, resume: str | Path | None = None, stop_after: int | None = None
+) -> dict[str, Any]:
+    """Train per `config`, writing checkpoint.pt, metrics.jsonl and config.yaml to `out_dir`; returns a summary.
+
+    `stop_after` ends the run after that epoch (the schedule still spans optim.epochs), as an interruption
+    would; `resume` continues from a checkpoint.
+    """
     threads = torch.get_num_threads()
     if config.run.cpu_threads:
         torch.set_num_threads(config.run.cpu_threads)
     try:
-        return _train(config, Path(out_dir), resume)
+        return _train(config, Path(out_dir), resume, stop_after)
     finally:
         torch.set_num_threads(threads)
 
 
-def _train(config: TrainConfig, out_dir: Path, resume: str | Path | None) -> dict[str, Any]:
+def _train(
+    config: TrainConfig, out_dir: Path, resume: str | Path | None, stop_after: int | None
+) -> dict[str, Any]:
     checkpoint_path = out_dir / CHECKPOINT_NAME
     if resume is None and checkpoint_path.exists():
         raise PipelineError(f"{out_dir} already holds {CHECKPOINT_NAME}; pass --resume to continue it "
@@ -144,6 +152,14 @@ def _train(config: TrainConfig, out_dir: Path, resume: str | Path | None) -> dic
     )  # fmt: skip
     start_epoch = 0
     if state is not None:
+        if (
+            int(state["num_classes"]) != dataset.num_train_pids
+            or state["train_config"]["model"] != config.to_dict()["model"]
+        ):
+            raise PipelineError(
+                f"checkpoint {resume} was trained with another model or dataset than "
+                f"{config.data.root}; resume with the config it was written with"
+            )
         trainer.load_state_dict(state)
         start_epoch = int(state["epoch"])
         logger.info("resumed %s at epoch %d", resume, start_epoch)
@@ -153,7 +169,8 @@ def _train(config: TrainConfig, out_dir: Path, resume: str | Path | None) -> dic
     if config.run.eval_at_start and start_epoch == 0 and queries:
         last_eval = evaluate_model(model, *queries, rerank=config.run.rerank, device=device, amp=trainer.amp)
         append_jsonl(metrics_path, {"epoch": 0, **last_eval})
-    for epoch in range(start_epoch + 1, optim.epochs + 1):
+    last_epoch = min(optim.epochs, stop_after or optim.epochs)
+    for epoch in range(start_epoch + 1, last_epoch + 1):
         loader.batch_sampler.set_epoch(epoch)
         started = time.perf_counter()
         logged = trainer.train_epoch(loader, epoch, optim.epochs)
@@ -171,7 +188,7 @@ def _train(config: TrainConfig, out_dir: Path, resume: str | Path | None) -> dic
         logger.info("epoch %d/%d %s", epoch, optim.epochs, {k: round(v, 4) for k, v in record.items()})
     if not can_eval:
         logger.warning("%s has no query/gallery split: trained without evaluation", config.data.root)
-    return {"checkpoint": str(checkpoint_path), "epochs": optim.epochs, "metrics": last_eval}
+    return {"checkpoint": str(checkpoint_path), "epoch": last_epoch, "metrics": last_eval}
 
 
 def _checkpoint(trainer: Trainer, config: TrainConfig, epoch: int, num_classes: int) -> dict[str, Any]:
