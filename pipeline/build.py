@@ -47,7 +47,12 @@ def build_source(camera: CameraConfig, max_frames: int | None = None):
             frame_policy=policy,
         )
     else:
-        kwargs.update(start_frame=camera.start_frame, max_frames=_min(camera.max_frames, max_frames))
+        kwargs.update(
+            start_frame=camera.start_frame,
+            max_frames=_min(camera.max_frames, max_frames),
+            loop=camera.loop,
+            time_offset_s=camera.time_offset_s,
+        )
     return create_source(camera.id, camera.source, **kwargs)
 
 

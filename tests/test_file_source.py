@@ -166,3 +166,14 @@ def test_create_source_sends_streams_and_webcams_to_live_source(monkeypatch, spe
 def test_create_source_rejects_unknown_scheme():
     with pytest.raises(SourceError, match=r"cam_u.*ftp"):
         create_source("cam_u", "ftp://example.com/video.mp4")
+
+
+def test_loop_keeps_counting_indices_and_time(tmp_path: Path):
+    path = tmp_path / "clip.avi"
+    _write_video(path, 6, fps=10.0)
+    source = FileSource("cam", path, max_frames=15, loop=True, time_offset_s=100.0)
+    frames = list(source.frames())
+    assert [f.index for f in frames] == list(range(1, 16))
+    assert frames[7].timestamp == pytest.approx(100.7)
+    assert np.array_equal(frames[6].image, frames[0].image)  # lap 2 starts over
+    assert source.frames_failed == 0

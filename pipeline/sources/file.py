@@ -42,6 +42,8 @@ class FileSource(Source):
         start_frame: int = 1,
         max_frames: int | None = None,
         fps: float | None = None,
+        loop: bool = False,
+        time_offset_s: float = 0.0,
     ) -> None:
         super().__init__(camera_id)
         if fps_cap is not None and fps_cap <= 0:
@@ -56,6 +58,8 @@ class FileSource(Source):
         self.fps_cap = fps_cap
         self.start_frame = start_frame
         self.max_frames = max_frames
+        self.loop = loop
+        self.time_offset_s = time_offset_s
         self.frames_skipped = 0
         self.frames_read = 0
         self._fps_override = fps
@@ -136,6 +140,8 @@ class FileSource(Source):
         ):
             index += 1
             image = self._next_image()
+            if image is None and self.loop and index > 1 and self._rewind():
+                image = self._next_image()
             if image is None:
                 if self._frame_count and index > self._frame_count:
                     break  # past the end the container states: a plain end of file
@@ -146,7 +152,7 @@ class FileSource(Source):
             self._count_failed(failed)
             failed = []
             self.frames_read += 1
-            timestamp = (index - 1) / self._fps
+            timestamp = self.time_offset_s + (index - 1) / self._fps
             if period and last_kept is not None and timestamp - last_kept < period - _EPS:
                 self.frames_skipped += 1
                 continue
@@ -176,6 +182,11 @@ class FileSource(Source):
             self._capture = None
         self._first = None
         self._state = "ended"
+
+    def _rewind(self) -> bool:
+        """Loop: seek back to `start_frame`; frame indices and times keep counting up across laps."""
+        self._frame_count = 0  # indices now run past the container's count
+        return self._capture is not None and self._capture.set(cv2.CAP_PROP_POS_FRAMES, self.start_frame - 1)
 
     def _next_image(self) -> np.ndarray | None:
         if self._first is not None:
