@@ -185,7 +185,9 @@ def _train(
             record |= last_eval
         save_checkpoint(checkpoint_path, _checkpoint(trainer, config, epoch, dataset.num_train_pids))
         append_jsonl(metrics_path, record)
-        logger.info("epoch %d/%d %s", epoch, optim.epochs, {k: round(v, 4) for k, v in record.items()})
+        logger.info(
+            "epoch %d/%d %s", epoch, optim.epochs, " ".join(f"{k} {v:.4g}" for k, v in record.items())
+        )
     if not can_eval:
         logger.warning("%s has no query/gallery split: trained without evaluation", config.data.root)
     return {"checkpoint": str(checkpoint_path), "epoch": last_epoch, "metrics": last_eval}
