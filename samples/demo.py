@@ -40,7 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     assets = os.environ.get("REID_ASSETS")
     if assets:
         footage = Path(assets) / "data/PETS09-S2L1/vtest.avi"
-        detector = {"name": "yolo", "weights": str(Path(assets) / "models/yolov8n_int8.onnx"), "confidence": 0.3}
+        detector = {
+            "name": "yolo",
+            "weights": str(Path(assets) / "models/yolov8n_int8.onnx"),
+            "confidence": 0.3,
+        }
         reid = {"embedder": "onnx", "weights": str(Path(assets) / "models/osnet_x0_25_msmt17.onnx")}
     else:
         footage = fetch(FOOTAGE_URL, FOOTAGE_SHA256, args.cache / "vtest.avi")
@@ -52,7 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     manifest = make_multicam(footage, cameras_dir, preset_cameras("overlap", frames), max_frames=frames)
     cameras = yaml.safe_load(manifest.read_text())["cameras"]
     raw = {
-        "cameras": [{"id": c["id"], "source": str((manifest.parent / c["video"]).resolve())} for c in cameras],
+        "cameras": [
+            {"id": c["id"], "source": str((manifest.parent / c["video"]).resolve())} for c in cameras
+        ],
         "detector": detector,
         "reid": reid,
         "topology": {"overlaps": [[cameras[0]["id"], cameras[1]["id"]]]},

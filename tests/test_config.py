@@ -98,7 +98,7 @@ def test_overrides(tmp_path):
     assert cfg.topology.overlaps == (("cam_a", "cam_b"),)
     with pytest.raises(ConfigError, match="no list item 'cam_z'"):
         config.load(write(tmp_path, MINIMAL), ["cameras.cam_z.fps=1"])
-    with pytest.raises(ConfigError, match="reid.max_btch: unknown key; did you mean 'max_batch'"):
+    with pytest.raises(ConfigError, match=r"reid\.max_btch: unknown key; did you mean 'max_batch'"):
         config.load(write(tmp_path, MINIMAL), ["reid.max_btch=1"])
 
 
