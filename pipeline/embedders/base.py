@@ -39,7 +39,9 @@ def create_embedder(name: str, **kwargs) -> Embedder:
     """Build the embedder registered under `name` with its keyword arguments."""
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else f"; choose from {', '.join(list_embedders())}"
+        hint = (
+            f"; did you mean {', '.join(close)}?" if close else f"; choose from {', '.join(list_embedders())}"
+        )
         raise KeyError(f"unknown embedder {name!r}{hint}")
     return _REGISTRY[name](**kwargs)
 
