@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import logging
 import sys
@@ -166,7 +167,9 @@ def main(argv: list[str] | None = None) -> int:
         usage = "usage: reid-pipeline reid {" + ",".join(COMMANDS) + "} ..."
         lines = [usage] + [f"  {name:13s} {fn.__doc__}" for name, fn in COMMANDS.items()]
         if argv and argv[0] not in ("-h", "--help"):
-            raise PipelineError(f"unknown reid command {argv[0]!r}; choose from {', '.join(COMMANDS)}")
+            close = difflib.get_close_matches(argv[0], list(COMMANDS), n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"choose from {', '.join(COMMANDS)}"
+            raise PipelineError(f"unknown reid command {argv[0]!r}; {hint}")
         print("\n".join(lines))
         return 0 if argv else 2
     return COMMANDS[argv[0]](argv[1:])
