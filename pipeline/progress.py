@@ -33,7 +33,7 @@ class ProgressDisplay:
             for s in self.statuses.values()
         )
         queues = " ".join(f"{name} {depth}" for name, depth in queue_depths.items())
-        line = f"{cameras} || queues {queues}"
+        line = f"{cameras} || queues {queues}" if queues else cameras
         if self._tty:
             self.stream.write("\r\033[K" + line)
         else:
