@@ -116,12 +116,16 @@ def build_embedder(config: RunConfig, device: str):
     )
 
 
+def store_path(config: RunConfig, out_dir: Path) -> Path:
+    return Path(config.store.path) if config.store.path else out_dir / "store" / "gallery.sqlite"
+
+
 def build_store(config: RunConfig, out_dir: Path, dim: int):
     from pipeline.store import EmbeddingStore
 
     s = config.store
     return EmbeddingStore(
-        Path(s.path) if s.path else out_dir / "store" / "gallery.sqlite",
+        store_path(config, out_dir),
         dim=dim,
         index=s.index,
         approximate_threshold=s.approximate_threshold,

@@ -113,6 +113,7 @@ class StoreConfig:
 @dataclass(frozen=True)
 class OutputConfig:
     video: bool = True
+    container: Literal["avi", "mp4", "mkv"] = "avi"  # avi and mkv stay readable if the run is killed
     codec: str = "mp4v"
     trail: int = 20  # trail length in frames
     events: bool = True

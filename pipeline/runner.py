@@ -105,8 +105,9 @@ def run(
         for p in processes:
             p.start()
         end_sent = False
+        latest: dict[str, CameraStatus] = {}
         while matcher.is_alive() or not end_sent:
-            _drain_status(status_q, progress)
+            _drain_status(status_q, progress, latest)
             if progress is not None:
                 progress.render({"crops": _qsize(crops_q), "matched": _qsize(matched_q)})
             if not end_sent and not any(p.is_alive() for p in cameras.values()):
@@ -123,6 +124,11 @@ def run(
     if progress is not None:
         progress.render({}, force=True)
         progress.close()
+    if signals.hard_stop:
+        frames = {c: s.frames for c, s in latest.items()}
+        _salvage(config, out_dir, fps, frames)
+        for camera_id, count in frames.items():
+            results["cameras"].setdefault(camera_id, {"reason": "killed", "frames_processed": count})
     status = "killed" if signals.hard_stop else "stopped" if stop.is_set() else "complete"
     if "error" in results.get("stages", {}):
         status = "failed"
@@ -187,14 +193,51 @@ class _SignalHandler:
         self.stop.set()
 
 
-def _drain_status(status_q, progress: ProgressDisplay | None) -> None:
+def _drain_status(status_q, progress: ProgressDisplay | None, latest: dict[str, CameraStatus]) -> None:
     while True:
         try:
             status = status_q.get_nowait()
         except (queue.Empty, OSError, ValueError):
             return
+        latest[status.camera_id] = status
         if progress is not None:
             progress.update(status)
+
+
+def _cameras_meta(config: RunConfig, fps: dict[str, float], frames: dict[str, int]) -> list[dict]:
+    """The `cameras` entries of tracks.json."""
+    from pipeline.sources.urls import redact_url
+
+    return [
+        {
+            "id": c.id,
+            "source": redact_url(str(c.source)),
+            "fps": fps.get(c.id, 0.0),
+            "frames": frames.get(c.id, 0),
+        }
+        for c in config.cameras
+    ]
+
+
+def _salvage(config: RunConfig, out_dir: Path, fps: dict[str, float], frames: dict[str, int]) -> None:
+    """After a hard stop: keep the videos written so far and export what the store had committed."""
+    from pipeline.sinks.exports import write_exports
+    from pipeline.store import EmbeddingStore
+
+    for partial in (out_dir / "videos").glob(f"*.partial.{config.output.container}"):
+        if config.output.container != "mp4":  # an mp4 cut short has no index and cannot be read
+            partial.replace(partial.with_name(partial.name.replace(".partial", "")))
+    path = build.store_path(config, out_dir)
+    dim = EmbeddingStore.stored_dim(path)
+    if dim is None:
+        return
+    store = build.build_store(config, out_dir, dim)
+    try:
+        session = store.latest_session()
+        if session is not None:
+            write_exports(store, session, _cameras_meta(config, fps, frames), out_dir)
+    finally:
+        store.close()
 
 
 def _collect_results(result_q) -> dict:
@@ -241,7 +284,10 @@ def _camera_main(config, camera_id, out_dir, device, max_frames, outbox, inbox, 
             sampler=build.build_sampler(config),
             video=(
                 AnnotatedVideoWriter(
-                    video_path(out_dir, camera_id), fps, config.output.codec, config.output.trail
+                    video_path(out_dir, camera_id, config.output.container),
+                    fps,
+                    config.output.codec,
+                    config.output.trail,
                 )
                 if config.output.video
                 else None
@@ -293,7 +339,6 @@ def _forward_without_crops(inbox, outbox) -> None:
 def _matcher_main(config, out_dir, resume, fps, inbox, assign_qs, result_q, log_level):
     from pipeline.sinks.events import EventLog
     from pipeline.sinks.exports import write_exports
-    from pipeline.sources.urls import redact_url
 
     _child_setup(log_level)
     hello = inbox.get()
@@ -316,16 +361,11 @@ def _matcher_main(config, out_dir, resume, fps, inbox, assign_qs, result_q, log_
         seconds += time.perf_counter() - start
     _dispatch(matcher.finish(), assign_qs, events)
     store.commit()
-    cameras = [
-        {
-            "id": c.id,
-            "source": redact_url(str(c.source)),
-            "fps": fps.get(c.id) or finished.get(c.id, CameraFinished(c.id, 0)).stats.get("fps", 0.0),
-            "frames": finished[c.id].frames if c.id in finished else 0,
-        }
-        for c in config.cameras
-    ]
-    write_exports(store, session, cameras, out_dir)
+    for camera_id, message in finished.items():
+        fps.setdefault(camera_id, message.stats.get("fps", 0.0))
+    write_exports(
+        store, session, _cameras_meta(config, fps, {c: m.frames for c, m in finished.items()}), out_dir
+    )
     result_q.put(("stage", "matcher", {"seconds": round(seconds, 3), "identities": store.identity_count()}))
     store.close()
     if events is not None:

@@ -115,6 +115,24 @@ class EmbeddingStore:
         )
         return int(cur.lastrowid)
 
+    def latest_session(self) -> int | None:
+        """The id of the most recent session, or None in a new store."""
+        return self._db.execute("SELECT MAX(id) FROM sessions").fetchone()[0]
+
+    @staticmethod
+    def stored_dim(path: Path | str) -> int | None:
+        """The feature size an existing store file was built with, or None where there is none."""
+        if not Path(path).is_file():
+            return None
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key = 'dim'").fetchone()
+        except sqlite3.DatabaseError:
+            return None
+        finally:
+            db.close()
+        return None if row is None else int(row[0])
+
     def identity_count(self) -> int:
         """The number of identities that are not retired."""
         return self._db.execute("SELECT COUNT(*) FROM identities WHERE retired = 0").fetchone()[0]

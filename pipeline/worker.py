@@ -196,8 +196,8 @@ class CameraWorker:
         }
 
 
-def video_path(out_dir: Path, camera_id: str) -> Path:
-    return out_dir / "videos" / f"{camera_id}.mp4"
+def video_path(out_dir: Path, camera_id: str, container: str = "avi") -> Path:
+    return out_dir / "videos" / f"{camera_id}.{container}"
 
 
 _EMPTY = np.zeros((1, 1, 3), np.uint8)

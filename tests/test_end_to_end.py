@@ -65,7 +65,7 @@ def test_run_completes(pets_run):
 def test_annotated_videos_have_a_frame_per_processed_frame(pets_run):
     out, _, _ = pets_run
     for camera in ("left", "right"):
-        video = cv2.VideoCapture(str(out / "videos" / f"{camera}.mp4"))
+        video = cv2.VideoCapture(str(out / "videos" / f"{camera}.avi"))
         assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == FRAMES
         ok, image = video.read()
         assert ok and image.shape[2] == 3

@@ -62,7 +62,7 @@ def check_outputs(out: Path) -> dict:
             fields = line.split(",")
             assert len(fields) == 10 and 1 <= int(fields[0]) <= FRAMES
         if count:
-            video = cv2.VideoCapture(str(out / "videos" / f"{camera}.mp4"))
+            video = cv2.VideoCapture(str(out / "videos" / f"{camera}.avi"))
             assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == count
     for line in (out / "events.jsonl").read_text().splitlines():
         json.loads(line)
@@ -83,6 +83,27 @@ def test_sigterm_at_a_random_moment_leaves_valid_outputs(workspace, seed):
     else:  # the run finished before the signal arrived
         assert info["status"] == "complete" and process.returncode == 0, stderr[-2000:]
     assert "Traceback" not in stderr
+
+
+def test_second_signal_stops_at_once_and_keeps_what_was_written(workspace):
+    process = start(workspace, "run", "cameras.yaml", "-o", "out_kill")
+    out = workspace / "out_kill"
+    deadline = time.monotonic() + 120
+    while not list((out / "videos").glob("*.partial.avi")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(3.0)
+    process.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr[-2000:]
+    assert json.loads((out / "run.json").read_text())["status"] in ("killed", "stopped")
+    for video in (out / "videos").glob("*.avi"):
+        assert cv2.VideoCapture(str(video)).read()[0], video
+    if (out / "tracks.json").exists():
+        assert json.loads((out / "tracks.json").read_text())["schema_version"] == 1
+    for line in (out / "events.jsonl").read_text().splitlines():
+        json.loads(line)
 
 
 def test_resume_keeps_the_identity_store(workspace):
