@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from pathlib import Path
 
 from pipeline.messages import IdentityEvent
@@ -19,6 +20,7 @@ class EventLog:
 
     def write(self, event: IdentityEvent | dict) -> None:
         record = dataclasses.asdict(event) if isinstance(event, IdentityEvent) else event
+        record = {**record, "emitted_at": round(time.time(), 4)}  # Unix time written: latency measurements
         self._file.write(json.dumps(record) + "\n")
 
     def close(self) -> None:
