@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from pipeline.errors import ConfigError
+from pipeline.typed_config import apply_override, build, read_yaml
 
 
 @dataclass(frozen=True)
@@ -126,84 +123,16 @@ def _plain(value: Any) -> Any:
 def config_from_dict(raw: Any, source: str = "<dict>") -> TrainConfig:
     """Validate a mapping into a TrainConfig; errors name `source` and the dotted key."""
     try:
-        return _build(TrainConfig, raw, "")
+        return build(TrainConfig, raw)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
 
 
 def load_train_config(path: str | Path, overrides: typing.Sequence[str] = ()) -> TrainConfig:
     """Read a training YAML file, apply `section.key=value` overrides and validate it."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"training config {path} not found")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep or not key or not isinstance(raw, dict):
-            raise ConfigError(f"--set {item!r}: expected section.key=value")
-        node = raw
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {key}: {part} is not a section")
-        node[parts[-1]] = yaml.safe_load(value)
-    return config_from_dict(raw, source=str(path))
-
-
-def _build(cls: type, raw: Any, where: str) -> Any:
+    raw = read_yaml(path) or {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(raw).__name__}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    values = {}
-    for key, value in raw.items():
-        path = f"{where}.{key}" if where else str(key)
-        if key not in fields:
-            close = difflib.get_close_matches(str(key), list(fields), n=1)
-            hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(fields)}"
-            raise ConfigError(f"{path}: unknown key; {hint}")
-        values[key] = _coerce(hints[key], value, path)
-    for name, f in fields.items():
-        if (
-            name not in values
-            and f.default is dataclasses.MISSING
-            and f.default_factory is dataclasses.MISSING
-        ):
-            raise ConfigError(f"{where + '.' if where else ''}{name}: required key is missing")
-    return cls(**values)
-
-
-def _coerce(hint: Any, value: Any, path: str) -> Any:
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if dataclasses.is_dataclass(hint):
-        return _build(hint, value, path)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        for option in (a for a in args if a is not type(None)):
-            try:
-                return _coerce(option, value, path)
-            except ConfigError:
-                continue
-        raise ConfigError(f"{path}: expected {hint}, got {type(value).__name__} ({value!r})")
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"{path}: expected one of {', '.join(map(str, args))}, got {value!r}")
-        return value
-    if origin is tuple:
-        if not isinstance(value, list | tuple) or len(value) != len(args):
-            raise ConfigError(f"{path}: expected a list of {len(args)} items, got {value!r}")
-        return tuple(_coerce(a, v, f"{path}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True)))
-    if origin is dict or hint is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{path}: expected a mapping, got {type(value).__name__}")
-        return dict(value)
-    if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, hint) and not (hint is int and isinstance(value, bool)):
-        return value
-    raise ConfigError(f"{path}: expected {hint.__name__}, got {type(value).__name__} ({value!r})")
+        raise ConfigError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+    for item in overrides:
+        apply_override(raw, item)
+    return config_from_dict(raw, source=str(path))

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from pipeline.errors import ConfigError
+from pipeline.typed_config import build, read_yaml
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -71,75 +67,17 @@ class VPMConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
 
 
-def _type_ok(value: Any, hint: Any) -> Any:
-    """`value` coerced to `hint` (lists -> tuples, int -> float), or raises TypeError."""
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        for option in typing.get_args(hint):
-            try:
-                return _type_ok(value, option)
-            except TypeError:
-                continue
-        raise TypeError
-    if hint is type(None):
-        if value is None:
-            return None
-        raise TypeError
-    if origin is tuple:
-        args = typing.get_args(hint)
-        if not isinstance(value, list | tuple):
-            raise TypeError
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_type_ok(v, args[0]) for v in value)
-        if len(value) != len(args):
-            raise TypeError
-        return tuple(_type_ok(v, a) for v, a in zip(value, args, strict=True))
-    if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if hint is int and isinstance(value, bool):
-        raise TypeError
-    if isinstance(value, origin or hint):
-        return value
-    raise TypeError
-
-
-def _hint_name(hint: Any) -> str:
-    return str(hint).replace("typing.", "") if not isinstance(hint, type) else hint.__name__
-
-
 def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> VPMConfig:
     """A validated VPMConfig from a mapping; unknown keys and wrong types raise ConfigError naming `source`."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping of model settings, got {type(data).__name__}")
-    hints = typing.get_type_hints(VPMConfig)
-    known = [f.name for f in dataclasses.fields(VPMConfig)]
-    values = {}
-    for key, value in data.items():
-        if key not in hints:
-            close = difflib.get_close_matches(str(key), known, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(known)}"
-            raise ConfigError(f"{source}: unknown model config key {key!r}{hint}")
-        try:
-            values[key] = _type_ok(value, hints[key])
-        except TypeError:
-            raise ConfigError(
-                f"{source}: {key}: expected {_hint_name(hints[key])}, got {type(value).__name__} ({value!r})"
-            ) from None
-    if "name" not in values:
-        raise ConfigError(f"{source}: missing required key 'name'")
-    return VPMConfig(**values)
+    try:
+        return build(VPMConfig, data)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
 
 
 def load_model_config(path: str | Path) -> VPMConfig:
     """Read one variant YAML file into a VPMConfig."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"model config not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    return config_from_dict(data, source=str(path))
+    return config_from_dict(read_yaml(path), source=str(path))
 
 
 def apply_overrides(config: VPMConfig, overrides: dict[str, Any]) -> VPMConfig:
