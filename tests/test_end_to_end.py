@@ -9,10 +9,9 @@ from pathlib import Path
 
 import cv2
 import pytest
-import yaml
+from pets_cameras import write_pets_cameras
 
 from pipeline.evaluation import evaluate_run
-from samples.multicam import make_multicam, preset_cameras
 
 FRAMES = 200
 # Floors sit below what we measured on this set (see the README's "Accuracy" figures), leaving room for
@@ -24,20 +23,7 @@ MIN_IDF1_CROSS_CAMERA = 0.35
 @pytest.fixture(scope="module")
 def pets_run(assets: Path, tmp_path_factory) -> tuple[Path, Path, subprocess.CompletedProcess]:
     root = tmp_path_factory.mktemp("e2e")
-    manifest = make_multicam(
-        assets / "data/PETS09-S2L1/vtest.avi",
-        root / "cameras",
-        preset_cameras("overlap", FRAMES),
-        max_frames=FRAMES,
-    )
-    cameras = yaml.safe_load(manifest.read_text())["cameras"]
-    config = {
-        "cameras": [{"id": c["id"], "source": str(manifest.parent / c["video"])} for c in cameras],
-        "detector": {"name": "yolo", "weights": "${REID_ASSETS}/models/yolov8n_int8.onnx", "confidence": 0.3},
-        "reid": {"embedder": "onnx", "weights": "${REID_ASSETS}/models/osnet_x0_25_msmt17.onnx"},
-        "topology": {"overlaps": [[cameras[0]["id"], cameras[1]["id"]]]},
-    }
-    (root / "cameras.yaml").write_text(yaml.safe_dump(config))
+    manifest = write_pets_cameras(assets, root, FRAMES)
     result = subprocess.run(
         [sys.executable, "-m", "pipeline.cli", "run", "cameras.yaml", "-o", "out", "--no-progress"],
         cwd=root,

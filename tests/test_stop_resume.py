@@ -12,9 +12,7 @@ from pathlib import Path
 
 import cv2
 import pytest
-import yaml
-
-from samples.multicam import make_multicam, preset_cameras
+from pets_cameras import write_pets_cameras
 
 FRAMES = 80
 
@@ -23,20 +21,7 @@ FRAMES = 80
 def workspace(assets: Path, tmp_path_factory) -> Path:
     """Two short cameras cut from PETS09-S2L1 and a config over them."""
     root = tmp_path_factory.mktemp("stop")
-    manifest = make_multicam(
-        assets / "data/PETS09-S2L1/vtest.avi",
-        root / "cameras",
-        preset_cameras("overlap", FRAMES),
-        max_frames=FRAMES,
-    )
-    cameras = yaml.safe_load(manifest.read_text())["cameras"]
-    config = {
-        "cameras": [{"id": c["id"], "source": str(manifest.parent / c["video"])} for c in cameras],
-        "detector": {"name": "yolo", "weights": "${REID_ASSETS}/models/yolov8n_int8.onnx"},
-        "reid": {"weights": "${REID_ASSETS}/models/osnet_x0_25_msmt17.onnx"},
-        "runner": {"progress": False},
-    }
-    (root / "cameras.yaml").write_text(yaml.safe_dump(config))
+    write_pets_cameras(assets, root, FRAMES, runner={"progress": False})
     return root
 
 
