@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -39,11 +40,36 @@ GLib.MainLoop().run()
 """
 
 
+_PERL_MAIN = (
+    "my ($i) = grep { $ARGV[$_] eq '--rtp_start_port' } 0..$#ARGV; "
+    "$RTSP::Server::RTP_START_PORT = $ARGV[$i + 1]; "
+    "do '/usr/bin/rtsp-server-perl'; die $@ if $@;"
+)
+
+
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
     """A loopback port nothing listens on right now."""
     with socket.socket(socket.AF_INET, kind) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def free_udp_pair() -> int:
+    """An even loopback UDP port that is free together with the next one (an RTP/RTCP pair)."""
+    rng = random.Random()
+    for _ in range(100):
+        port = rng.randrange(30000, 60000, 2)
+        with (
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rtp,
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rtcp,
+        ):
+            try:
+                rtp.bind(("127.0.0.1", port))
+                rtcp.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free UDP port pair found")
 
 
 def perl_server_missing() -> str | None:
@@ -160,7 +186,7 @@ class PerlRtspServer(_Server):
     def __init__(self, clip: Path, log_dir: Path) -> None:
         super().__init__(clip, log_dir)
         self.source_port = free_port()
-        self.rtp_port = free_port(socket.SOCK_DGRAM)
+        self.rtp_port = free_udp_pair()
 
     @property
     def publish_url(self) -> str:
@@ -170,7 +196,10 @@ class PerlRtspServer(_Server):
     def start(self, publish: bool = True) -> None:
         """Start the server and (unless `publish` is false) the clip publisher; return once both are up."""
         self.starts += 1
-        server = ["rtsp-server-perl", "-c", str(self.port), "-s", str(self.source_port)]
+        # The server resets its RTP port counter to the package default (20000) whenever it has no
+        # stream, ignoring --rtp_start_port; setting the default too lets servers run side by side.
+        server = ["perl", "-MRTSP::Server", "-e", _PERL_MAIN, "--", shutil.which("rtsp-server-perl")]
+        server += ["-c", str(self.port), "-s", str(self.source_port)]
         server += ["--client_listen_address", "127.0.0.1", "--source_listen_address", "127.0.0.1"]
         server += ["--rtp_start_port", str(self.rtp_port)]
         self._spawn(server, "rtsp-server")

@@ -304,3 +304,11 @@ def test_capture_options_set_the_rtsp_transport_and_keep_user_options():
 def test_invalid_arguments_name_the_camera(kwargs):
     with pytest.raises(ValueError, match="camera cam_z"):
         LiveSource("cam_z", "rtsp://h/x", **kwargs)
+
+
+@pytest.mark.parametrize("source", ["rtsp://h/x", "https://h/video.mjpg", 0, "2"])
+def test_create_source_builds_a_live_source_for_streams_and_webcams(source):
+    from pipeline.sources import create_source
+
+    built = create_source("cam_y", source, transport="udp", fps_cap=5.0, max_retries=3, frame_policy="latest")
+    assert isinstance(built, LiveSource) and built.state == "connecting" and built.max_retries == 3
