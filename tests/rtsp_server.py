@@ -41,9 +41,10 @@ GLib.MainLoop().run()
 
 
 _PERL_MAIN = (
+    "my $script = shift @ARGV; "
     "my ($i) = grep { $ARGV[$_] eq '--rtp_start_port' } 0..$#ARGV; "
     "$RTSP::Server::RTP_START_PORT = $ARGV[$i + 1]; "
-    "do '/usr/bin/rtsp-server-perl'; die $@ if $@;"
+    "do $script; die $@ if $@;"
 )
 
 
