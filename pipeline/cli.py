@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -25,6 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("YOLO_OFFLINE", "true")
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg's own messages; we report in one line
     argv = sys.argv[1:] if argv is None else argv
+    # SIGTERM before a run installs its own handlers ends like Ctrl-C: one line, exit code 130.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     # Subcommands that own their arguments are dispatched before argparse sees them.
     if argv and argv[0] in _DELEGATED:
         return _guard(lambda: _DELEGATED[argv[0]](argv[1:]))

@@ -145,10 +145,25 @@ def _prepare_output(config: RunConfig, out_dir: Path, resume: bool) -> None:
     except OSError as e:
         raise PipelineError(f"output folder {out_dir} is not writable ({e.strerror})") from None
     if resume:
-        if not (out_dir / "store").exists() and config.store.path is None:
-            raise PipelineError(f"{out_dir}: nothing to resume (no store/ folder from an earlier run)")
-    elif config.store.path is None and (out_dir / "store").exists():
-        shutil.rmtree(out_dir / "store")  # a fresh run starts a fresh gallery; --resume keeps it
+        if not build.store_path(config, out_dir).exists():
+            raise PipelineError(f"{out_dir}: nothing to resume (no identity store from an earlier run)")
+        _archive_exports(out_dir)
+        return
+    # A fresh run starts a fresh gallery and event log; --resume keeps both.
+    if config.store.path is None and (out_dir / "store").exists():
+        shutil.rmtree(out_dir / "store")
+    (out_dir / "events.jsonl").unlink(missing_ok=True)
+
+
+def _archive_exports(out_dir: Path) -> None:
+    """Move the exports of the run being resumed to previous/<n>/ so the resumed run cannot overwrite them."""
+    names = [n for n in ("tracks.json", "mot", "videos", "run.json") if (out_dir / n).exists()]
+    if not names:
+        return
+    archive = out_dir / "previous" / str(len(list((out_dir / "previous").glob("*"))) + 1)
+    archive.mkdir(parents=True)
+    for name in names:
+        (out_dir / name).replace(archive / name)
 
 
 def _preflight_sources(config: RunConfig) -> dict[str, float]:
@@ -221,11 +236,16 @@ def _cameras_meta(config: RunConfig, fps: dict[str, float], frames: dict[str, in
 
 def _salvage(config: RunConfig, out_dir: Path, fps: dict[str, float], frames: dict[str, int]) -> None:
     """After a hard stop: keep the videos written so far and export what the store had committed."""
+    import cv2
+
     from pipeline.sinks.exports import write_exports
     from pipeline.store import EmbeddingStore
 
-    for partial in (out_dir / "videos").glob(f"*.partial.{config.output.container}"):
-        if config.output.container != "mp4":  # an mp4 cut short has no index and cannot be read
+    for partial in (out_dir / "videos").glob("*.partial.*"):
+        capture = cv2.VideoCapture(str(partial))  # an mp4, or any file cut very short, may not be readable
+        readable = capture.read()[0]
+        capture.release()
+        if readable:
             partial.replace(partial.with_name(partial.name.replace(".partial", "")))
     path = build.store_path(config, out_dir)
     dim = EmbeddingStore.stored_dim(path)

@@ -35,6 +35,13 @@ def start(workspace: Path, *args: str) -> subprocess.Popen:
     )
 
 
+def wait_for(path: Path, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} did not appear"
+        time.sleep(0.1)
+
+
 def check_outputs(out: Path) -> dict:
     """Every output a finished or stopped run leaves must parse and agree with run.json."""
     info = json.loads((out / "run.json").read_text())
@@ -59,7 +66,8 @@ def check_outputs(out: Path) -> dict:
 def test_sigterm_at_a_random_moment_leaves_valid_outputs(workspace, seed):
     out = f"out_stop_{seed}"
     process = start(workspace, "run", "cameras.yaml", "-o", out)
-    time.sleep(random.Random(seed).uniform(4.0, 14.0))
+    wait_for(workspace / out / "run.json")
+    time.sleep(random.Random(seed).uniform(0.0, 10.0))
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=180)
     info = check_outputs(workspace / out)
@@ -73,9 +81,7 @@ def test_sigterm_at_a_random_moment_leaves_valid_outputs(workspace, seed):
 def test_second_signal_stops_at_once_and_keeps_what_was_written(workspace):
     process = start(workspace, "run", "cameras.yaml", "-o", "out_kill")
     out = workspace / "out_kill"
-    deadline = time.monotonic() + 120
-    while not list((out / "videos").glob("*.partial.avi")) and time.monotonic() < deadline:
-        time.sleep(0.2)
+    wait_for(out / "videos/left.partial.avi")
     time.sleep(3.0)
     process.send_signal(signal.SIGTERM)
     time.sleep(0.3)
@@ -101,6 +107,7 @@ def test_resume_keeps_the_identity_store(workspace):
     assert second.wait(timeout=300) == 0, second.stderr.read()[-2000:]
     after = json.loads((workspace / "out_resume/tracks.json").read_text())
     second_ids = {i["global_id"] for i in after["identities"]}
+    assert json.loads((workspace / "out_resume/previous/1/tracks.json").read_text()) == before
     # The same people walk through the same frames again: identities from the first run are matched again,
     # and any new identity gets an id past the first run's.
     assert second_ids & first_ids

@@ -74,7 +74,8 @@ def load_image(path: str | Path) -> Image.Image:
             return image.convert("RGB")
     except FileNotFoundError:
         raise PipelineError(f"image file {path} does not exist") from None
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    # ImportError: once ultralytics is imported it patches Image.open to look for a HEIF plugin on failure.
+    except (UnidentifiedImageError, OSError, ValueError, ImportError) as exc:
         raise PipelineError(f"cannot decode image {path} ({exc}); remove or replace the file") from None
 
 
