@@ -49,7 +49,7 @@ def build_source(camera: CameraConfig, max_frames: int | None = None):
     else:
         kwargs.update(
             start_frame=camera.start_frame,
-            max_frames=_min(camera.max_frames, max_frames),
+            max_frames=min_limit(camera.max_frames, max_frames),
             loop=camera.loop,
             time_offset_s=camera.time_offset_s,
         )
@@ -149,5 +149,6 @@ def build_matcher(config: RunConfig, store, session: int):
     )
 
 
-def _min(a: int | None, b: int | None) -> int | None:
+def min_limit(a: int | None, b: int | None) -> int | None:
+    """The tighter of two optional limits."""
     return b if a is None else a if b is None else min(a, b)

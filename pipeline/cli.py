@@ -24,7 +24,10 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     os.environ.setdefault("YOLO_AUTOINSTALL", "false")
     os.environ.setdefault("YOLO_OFFLINE", "true")
-    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg's own messages; we report in one line
+    os.environ.setdefault("YOLO_VERBOSE", "false")
+    # FFmpeg's and OpenCV's own messages: we report problems ourselves, in one line.
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
     argv = sys.argv[1:] if argv is None else argv
     # SIGTERM before a run installs its own handlers ends like Ctrl-C: one line, exit code 130.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -110,8 +113,8 @@ def _run(args: argparse.Namespace) -> int:
         log_level=logging.getLogger("pipeline").level,
         invocation={"config_path": str(config_path.resolve()), "overrides": overrides},
     )
-    for camera_id in result.failed_cameras:
-        print(f"reid-pipeline: camera {camera_id}: {result.cameras[camera_id]['reason']}", file=sys.stderr)
+    for camera_id in result.failed_cameras:  # the reason names the camera
+        print(f"reid-pipeline: {result.cameras[camera_id]['reason']}", file=sys.stderr)
     print(f"outputs in {result.out_dir} ({result.status})")
     if result.status in ("stopped", "killed"):
         return EXIT_STOPPED

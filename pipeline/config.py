@@ -22,7 +22,7 @@ class CameraConfig:
     transport: Literal["tcp", "udp"] = "tcp"  # RTP transport of rtsp:// sources
     frame_policy: Literal["auto", "all", "latest"] = "auto"  # auto: all for files, latest for streams
     start_frame: int = 1
-    max_frames: int | None = None
+    max_frames: int | None = None  # files: frames read; streams: frames processed
     loop: bool = False  # files: start again at the end (soak tests, demos)
     time_offset_s: float = 0.0  # files: added to frame times, to place several files on one clock
     detections: str | None = None  # MOTChallenge det.txt for the `mot` detector

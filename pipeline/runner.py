@@ -168,10 +168,12 @@ def _archive_exports(out_dir: Path) -> None:
 
 def _preflight_sources(config: RunConfig) -> dict[str, float]:
     """Open every file source once so a missing or unreadable video fails before any process starts."""
+    from pipeline.sources.file import FileSource
+
     fps = {}
     for camera in config.cameras:
         source = build.build_source(camera)
-        if source.frame_policy == "all" and not isinstance(camera.source, int):
+        if isinstance(source, FileSource):
             source.open()
             fps[camera.id] = source.fps
             source.close()
@@ -313,7 +315,7 @@ def _camera_main(config, camera_id, out_dir, device, max_frames, outbox, inbox, 
                 else None
             ),
             batch=config.detector.batch,
-            max_frames=max_frames,
+            max_frames=build.min_limit(camera.max_frames, max_frames),
         )
     except PipelineError as e:
         log.error("%s", e)

@@ -100,6 +100,8 @@ class CameraWorker:
                 last = frames[-1]
             if should_stop():
                 reason = "stopped"
+            elif getattr(self.source, "error", None) is not None:  # a live source that gave up
+                reason = f"error: {self.source.error}"
         except PipelineError as e:
             log.error("%s", e)
             reason = f"error: {e}"

@@ -251,8 +251,11 @@ class LiveSource(Source):
             return
         self._state = state
         self._records.append(StateChange(time.time(), self.camera_id, state, detail))
-        level = logging.WARNING if state in ("retrying", "failed") else logging.INFO
-        logger.log(level, "camera %s: %s %s", self.camera_id, state, detail)
+        if state == "failed":
+            logger.error("%s", detail)  # the error names the camera and the redacted URL
+        else:
+            level = logging.WARNING if state == "retrying" else logging.INFO
+            logger.log(level, "camera %s: %s %s", self.camera_id, state, detail)
         with self._cond:
             self._cond.notify_all()
 
@@ -311,7 +314,6 @@ class LiveSource(Source):
                     f"camera {self.camera_id}: giving up on {self.url} after {attempts}: {reason}; "
                     "check that the camera is reachable and the URL, credentials and transport are right"
                 )
-                logger.error("%s", self.error)
                 self._set_state("failed", str(self.error))
                 return
             delay = backoff_delay(failures, self.backoff_initial_s, self.backoff_max_s, self.jitter)
