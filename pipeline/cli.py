@@ -113,6 +113,8 @@ def _run(args: argparse.Namespace) -> int:
         log_level=logging.getLogger("pipeline").level,
         invocation={"config_path": str(config_path.resolve()), "overrides": overrides},
     )
+    if result.error:
+        raise PipelineError(result.error)
     for camera_id in result.failed_cameras:  # the reason names the camera
         print(f"reid-pipeline: {result.cameras[camera_id]['reason']}", file=sys.stderr)
     print(f"outputs in {result.out_dir} ({result.status})")

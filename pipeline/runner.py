@@ -37,6 +37,11 @@ class RunResult:
     stages: dict[str, dict] = field(default_factory=dict)
 
     @property
+    def error(self) -> str | None:
+        """Why a stage (not a camera) stopped the run, if one did."""
+        return self.stages.get("error", {}).get("message")
+
+    @property
     def failed_cameras(self) -> list[str]:
         return [c for c, s in self.cameras.items() if str(s.get("reason", "")).startswith("error")]
 
@@ -364,7 +369,11 @@ def _matcher_main(config, out_dir, resume, fps, inbox, assign_qs, result_q, log_
 
     _child_setup(log_level)
     hello = inbox.get()
-    store = build.build_store(config, out_dir, dim=hello.get("dim", 0))
+    if "error" in hello:  # the re-ID model could not be built: the run stops, there is nothing to match
+        while inbox.get() is not None:
+            pass
+        return
+    store = build.build_store(config, out_dir, dim=hello["dim"])
     session = store.begin_session()
     matcher = build.build_matcher(config, store, session)
     events = EventLog(out_dir / "events.jsonl") if config.output.events else None
