@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from detectors.base import PERSON_CLASS_ID
-from pipeline.errors import WeightsError
+from pipeline.errors import PipelineError, WeightsError
 from pipeline.messages import Detections
+from pipeline.motchallenge import read_mot_txt
 
 logger = logging.getLogger(__name__)
 
@@ -33,13 +34,13 @@ class MotFileDetector:
 
     def _load(self) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         try:
-            with self.path.open() as f:
-                rows = [line.replace(" ", "").split(",") for line in f if line.strip()]
-            table = np.array([[float(v) for v in row[:7]] for row in rows], np.float64).reshape(-1, 7)
-        except (ValueError, IndexError) as error:
+            table = read_mot_txt(self.path)
+        except PipelineError as error:
+            raise WeightsError(str(error)) from None
+        if len(table) and table.shape[1] < 7:
             raise WeightsError(
-                f"detections file {self.path} is not in MOTChallenge form (frame,id,x,y,w,h,conf,...): {error}"
-            ) from error
+                f"detections file {self.path} has no confidence column (frame,id,x,y,w,h,conf)"
+            )
         if self.min_confidence is not None:
             table = table[table[:, 6] >= self.min_confidence]
         frames = table[:, 0].astype(np.int64)

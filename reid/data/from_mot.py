@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from pipeline.errors import PipelineError
+from pipeline.motchallenge import MOT_CLASS_IDS, has_mot_classes, read_mot_txt
 
 logger = logging.getLogger(__name__)
 
@@ -127,23 +128,14 @@ def read_mot_gt(path: Path) -> np.ndarray:
     MOT16+ files (class in column 8, visibility in column 9) keep pedestrians (class 1) not flagged 0;
     MOT15-style files (world coordinates there instead) keep every box, with visibility 1.
     """
-    try:
-        table = np.loadtxt(path, delimiter=",", ndmin=2)
-    except ValueError as exc:
-        raise PipelineError(f"cannot parse {path} as MOTChallenge gt (frame,id,x,y,w,h,...): {exc}") from None
-    if table.size == 0:
+    table = read_mot_txt(path)
+    if len(table) == 0:
         return np.zeros((0, 7))
-    if table.shape[1] < 6:
-        raise PipelineError(
-            f"{path} has {table.shape[1]} columns; MOTChallenge gt needs frame,id,x,y,w,h,..."
-        )
     visibility = np.ones(len(table))
     keep = np.ones(len(table), dtype=bool)
-    if table.shape[1] >= 9:
-        cls, vis = table[:, 7], table[:, 8]
-        if np.all(cls == np.round(cls)) and np.all(cls >= 1) and np.all((vis >= 0) & (vis <= 1)):
-            keep = (table[:, 6] != 0) & (cls == 1)
-            visibility = vis
+    if table.shape[1] >= 9 and has_mot_classes(table):
+        keep = (table[:, 6] != 0) & (table[:, 7] == MOT_CLASS_IDS["pedestrian"])
+        visibility = table[:, 8]
     return np.column_stack([table[:, :6], visibility])[keep]
 
 
