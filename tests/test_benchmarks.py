@@ -1,0 +1,132 @@
+"""Smoke runs of the pipeline benchmarks (benchmarks/*.py) in their short modes, and their helpers."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import camera_scaling
+import e2e_latency
+import memory_soak
+import vs_ultralytics
+from common import MIB, MemorySampler, label_processes, process_tree, rss_bytes, write_config
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from rtsp_server import perl_server_missing
+
+
+def _number(pattern: str, text: str) -> float:
+    match = re.search(pattern, text)
+    assert match, f"{pattern!r} not in:\n{text}"
+    return float(match.group(1))
+
+
+def test_process_tree_memory_counts_children_and_names_them():
+    child = subprocess.Popen([sys.executable, "-c", "import time; b = bytearray(64 << 20); time.sleep(30)"])
+    try:
+        deadline = time.monotonic() + 10
+        while rss_bytes(child.pid) < 60 * MIB and time.monotonic() < deadline:
+            time.sleep(0.1)
+        me = os.getpid()
+        assert child.pid in process_tree(me)
+        sampler = MemorySampler(me)
+        per_process = sampler.sample()
+        assert sampler.peak_bytes == sum(per_process.values()) > rss_bytes(me) + 60 * MIB
+        assert label_processes(me, [me, child.pid], ["cam0"])[me] == "runner"
+    finally:
+        child.kill()
+        child.wait()
+    assert rss_bytes(child.pid) == 0
+
+
+def test_event_latencies_groups(tmp_path):
+    def event(kind, track, timestamp, emitted):
+        return {"kind": kind, "global_id": 1, "camera_id": "live", "track_id": track, "timestamp": timestamp,
+                "emitted_at": emitted}  # fmt: skip
+
+    lines = [
+        {"kind": "camera_state", "camera_id": "live", "state": "live", "timestamp": 10.0, "emitted_at": 10.5},
+        event("appeared", 1, 100.0, 100.25),
+        event("matched", 2, 101.0, 101.75),
+        event("matched", 3, 101.0, 106.0),  # decided as track 3 ended
+        event("left", 3, 101.0, 106.0),
+        {
+            "kind": "camera_state",
+            "camera_id": "live",
+            "state": "stopped",
+            "timestamp": 107.0,
+            "emitted_at": 107,
+        },
+        event("appeared", 4, 106.5, 107.5),  # the end-of-run flush
+    ]
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    latencies = e2e_latency.event_latencies(path)
+    assert latencies["open_track"] == pytest.approx([250.0, 750.0])
+    assert latencies["track_end"] == pytest.approx([5000.0]) and latencies["left"] == pytest.approx([5000.0])
+
+
+def test_growth_percent():
+    assert memory_soak.growth_percent(200.0, 210.0) == pytest.approx(5.0)
+    assert memory_soak.growth_percent(200.0, 190.0) == pytest.approx(-5.0)
+
+
+def test_write_config_loads_with_the_pipeline(assets, tmp_path):
+    from pipeline.config import load
+
+    path = write_config(
+        tmp_path / "c.yaml", assets, [{"id": "a", "source": "x.avi"}], output={"video": False}
+    )
+    config = load(path, [])
+    assert config.output.video is False and config.detector.weights.endswith("yolov8n_int8.onnx")
+
+
+@pytest.mark.slow
+def test_vs_ultralytics_short(assets, capsys):
+    assert vs_ultralytics.main(["--assets", str(assets), "--frames", "3", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert _number(r"ultralytics: ([\d.]+) fps", out) > 0
+    assert _number(r"pipeline: +([\d.]+) fps", out) > 0
+    assert _number(r"ratio pipeline/ultralytics: ([\d.]+)x", out) > 0
+
+
+@pytest.mark.slow
+def test_camera_scaling_short(assets, capsys):
+    assert camera_scaling.main(["--assets", str(assets), "--cameras", "1", "2", "--frames", "3"]) == 0
+    out = capsys.readouterr().out
+    rows = re.findall(r"^\s+(\d+)\s+(\d+)\s+[\d.]+\s+([\d.]+)\s+[\d.]+\s+(\d+)", out, re.MULTILINE)
+    assert [(int(c), int(f)) for c, f, _, _ in rows] == [(1, 3), (2, 6)]
+    assert all(float(fps) > 0 and int(rss) > 200 for _, _, fps, rss in rows)  # MiB: models are loaded
+    assert "cam1" in out and "reid" in out and "matcher" in out
+
+
+@pytest.mark.slow
+def test_memory_soak_short_loops(assets, capsys, tmp_path):
+    # Laps of 6 frames (790..795): more frames than one lap holds means the file looped.
+    args = ["--assets", str(assets), "--cameras", "1", "--seconds", "25", "--interval", "2"]
+    assert memory_soak.main([*args, "--start-frame", "790", "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert _number(r"frames processed: \{'cam0': (\d+)\}", out) > 6
+    assert re.search(r"growth after warm-up .*: \d+ -> \d+ MiB, [+-][\d.]+%", out)
+    assert re.search(r"^\s+reid\s+[\d.]+\s+->\s+[\d.]+ MiB", out, re.MULTILINE)
+
+
+@pytest.mark.slow
+def test_e2e_latency_short(assets, capsys):
+    if reason := perl_server_missing():
+        pytest.skip(reason)
+    quick = ["--set", "sampler.every_k=1", "--set", "matcher.min_embeddings=1"]
+    args = ["--assets", str(assets), "--frames", "12", "--clip-frames", "40", *quick]
+    assert e2e_latency.main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["frames_processed"] == 12
+    identity = report["latency_ms"]["open_track"]
+    assert identity["count"] > 0 and 0 < identity["p50"] < 60_000
