@@ -12,6 +12,7 @@ import numpy as np
 from detectors.base import PERSON_CLASS_ID
 from pipeline.errors import WeightsError
 from pipeline.messages import Detections
+from pipeline.ort_options import session_options
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ class YoloDetector:
         except Exception as error:  # ultralytics raises many types for unusable or undownloadable weights
             raise WeightsError(f"cannot load detector weights {self.weights}: {error}") from error
         self._exported = Path(self.weights).suffix.lower() != ".pt"
+        self._session_tuned = not self.weights.lower().endswith(".onnx")
 
     def detect(self, frames: list[np.ndarray], frame_indices: list[int] | None = None) -> list[Detections]:
         """Detect in BGR frames; `frame_indices` is accepted for the protocol and ignored."""
@@ -70,7 +72,22 @@ class YoloDetector:
                 **({"half": True} if self.half else {}),  # newer ultralytics warns on any `half` argument
             )
             detections.extend(_to_detections(result.boxes) for result in results)
+            if not self._session_tuned:  # the first predict call loaded the model
+                self._share_cpu()
         return detections
+
+    def _share_cpu(self) -> None:
+        """Recreate ultralytics' onnxruntime CPU session with options that leave cores to other stages."""
+        self._session_tuned = True
+        backend = getattr(getattr(getattr(self._model, "predictor", None), "model", None), "backend", None)
+        session = getattr(backend, "session", None)
+        if session is None or session.get_providers()[0] != "CPUExecutionProvider":
+            return
+        import onnxruntime as ort
+
+        backend.session = ort.InferenceSession(
+            self.weights, session_options(), providers=session.get_providers()
+        )
 
     def _chunk_size(self) -> int | None:
         """Frames per predict call: None (all at once) unless the model is an export with a fixed batch."""

@@ -11,6 +11,7 @@ import numpy as np
 
 from pipeline.embedders.base import l2_normalize, register_embedder
 from pipeline.errors import ConfigError, WeightsError
+from pipeline.ort_options import session_options
 
 logger = logging.getLogger(__name__)
 
@@ -72,10 +73,8 @@ class OnnxEmbedder:
         self._gain = (self.scale / np.asarray(std, np.float32)).astype(np.float32)
         self._offset = (-np.asarray(mean, np.float32) / np.asarray(std, np.float32)).astype(np.float32)
 
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
         try:
-            self.session = ort.InferenceSession(str(self.weights), options, providers=providers)
+            self.session = ort.InferenceSession(str(self.weights), session_options(), providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types for unreadable models
             raise WeightsError(
                 f"onnx embedder weights {self.weights} could not be loaded ({exc.__class__.__name__}: "

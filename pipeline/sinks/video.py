@@ -5,6 +5,8 @@ from __future__ import annotations
 import colorsys
 import logging
 import os
+import queue
+import threading
 from collections import deque
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from pipeline.sinks.atomic import partial_path
 log = logging.getLogger(__name__)
 
 UNASSIGNED = (160, 160, 160)
+ENCODE_QUEUE = 8  # frames drawn but not yet encoded
 
 
 def identity_colour(global_id: int) -> tuple[int, int, int]:
@@ -38,6 +41,9 @@ class AnnotatedVideoWriter:
         self.frames_written = 0
         self._writer: cv2.VideoWriter | None = None
         self._trails: dict[int, deque] = {}
+        # Encoding runs on a thread of its own (OpenCV releases the GIL), overlapping the next detection.
+        self._pending: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=ENCODE_QUEUE)
+        self._encoder: threading.Thread | None = None
 
     def write(self, frame: Frame, tracks: Tracks, labels: dict[int, int]) -> None:
         """Draw `tracks` on the frame; `labels` maps local track id -> global id where one is known."""
@@ -62,22 +68,30 @@ class AnnotatedVideoWriter:
                 cv2.polylines(image, [np.array(points, np.int32)], False, colour, 2)
         for track_id in [t for t in self._trails if t not in live]:
             del self._trails[track_id]
-        self._writer_for(image).write(image)
+        if self._writer is None:
+            self._open(image)
+        self._pending.put(image)
         self.frames_written += 1
 
-    def _writer_for(self, image: np.ndarray) -> cv2.VideoWriter:
-        if self._writer is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            height, width = image.shape[:2]
-            fourcc = cv2.VideoWriter_fourcc(*self.codec)
-            self._writer = cv2.VideoWriter(str(partial_path(self.path)), fourcc, self.fps, (width, height))
-            if not self._writer.isOpened():
-                raise PipelineError(f"{self.path}: cannot open a video writer with codec {self.codec!r}")
-        return self._writer
+    def _open(self, image: np.ndarray) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        height, width = image.shape[:2]
+        fourcc = cv2.VideoWriter_fourcc(*self.codec)
+        self._writer = cv2.VideoWriter(str(partial_path(self.path)), fourcc, self.fps, (width, height))
+        if not self._writer.isOpened():
+            raise PipelineError(f"{self.path}: cannot open a video writer with codec {self.codec!r}")
+        self._encoder = threading.Thread(target=self._encode, args=(self._writer,), daemon=True)
+        self._encoder.start()
+
+    def _encode(self, writer: cv2.VideoWriter) -> None:
+        while (image := self._pending.get()) is not None:
+            writer.write(image)
 
     def close(self) -> None:
         """Finish the file and move it to its final name."""
         if self._writer is not None:
+            self._pending.put(None)
+            self._encoder.join()
             self._writer.release()
             self._writer = None
             os.replace(partial_path(self.path), self.path)
