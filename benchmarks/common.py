@@ -250,36 +250,3 @@ def run_pipeline(
     return PipelineRun(
         out_dir, info, seconds, sampler.peak_bytes, sampler.peak_per_process, sampler.peak_pss_bytes
     )
-
-
-# --- onnxruntime thread settings, for experiments without changing the pipeline -------------------------
-
-_ORT_SITECUSTOMIZE = '''"""Benchmark experiment: onnxruntime session thread settings from the environment."""
-import os
-
-import onnxruntime as _ort
-
-_THREADS = int(os.environ.get("BENCH_ORT_THREADS", "0"))
-_SPIN = os.environ.get("BENCH_ORT_SPIN", "1")
-
-
-class _Session(_ort.InferenceSession):
-    def __init__(self, path_or_bytes, sess_options=None, *args, **kwargs):
-        sess_options = sess_options or _ort.SessionOptions()
-        if _THREADS:
-            sess_options.intra_op_num_threads = _THREADS
-        sess_options.add_session_config_entry("session.intra_op.allow_spinning", _SPIN)
-        super().__init__(path_or_bytes, sess_options, *args, **kwargs)
-
-
-_ort.InferenceSession = _Session
-'''
-
-
-def ort_settings_env(folder: Path, threads: int = 0, spin: bool = True) -> dict[str, str]:
-    """Environment that makes every onnxruntime session of a process tree use `threads` (0: ORT's default)
-    intra-op threads and spin (or not) while waiting, through a sitecustomize module in `folder`."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "sitecustomize.py").write_text(_ORT_SITECUSTOMIZE)
-    path = os.pathsep.join(p for p in (str(folder), str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    return {"PYTHONPATH": path, "BENCH_ORT_THREADS": str(threads), "BENCH_ORT_SPIN": "1" if spin else "0"}

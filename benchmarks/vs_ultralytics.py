@@ -28,7 +28,6 @@ from common import (
     PETS_VIDEO,
     ROOT,
     median,
-    ort_settings_env,
     run_pipeline,
     write_config,
 )
@@ -88,10 +87,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=795, help="frames of PETS09-S2L1 (795: all)")
     parser.add_argument("--repeats", type=int, default=2, help="runs of each side, alternating")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--ort-threads", type=int, default=0, help="pipeline: onnxruntime intra-op threads")
-    parser.add_argument(
-        "--ort-no-spin", action="store_true", help="pipeline: onnxruntime threads do not spin"
-    )
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="pipeline only")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--weights", type=Path, help=argparse.SUPPRESS)
@@ -106,9 +101,6 @@ def main(argv: list[str] | None = None) -> int:
 
     video, weights = args.assets / PETS_VIDEO, args.assets / DETECTOR_WEIGHTS
     pipeline_env = dict(item.split("=", 1) for item in args.env)
-    if args.ort_threads or args.ort_no_spin:
-        scratch = Path(tempfile.mkdtemp(prefix="vs_ultralytics_ort_"))
-        pipeline_env.update(ort_settings_env(scratch, args.ort_threads, spin=not args.ort_no_spin))
     ultra, runs = [], []
     with tempfile.TemporaryDirectory() as tmp:
         config = write_config(Path(tmp) / "one.yaml", args.assets, [{"id": "pets", "source": str(video)}])
