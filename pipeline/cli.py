@@ -59,14 +59,21 @@ def _guard(command) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="reid-pipeline", description="Multi-camera person re-identification."
+    # -v/-q are accepted before and after the subcommand.
+    verbosity = argparse.ArgumentParser(add_help=False)
+    verbosity.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging"
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    verbosity.add_argument(
+        "-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="warnings only"
+    )
+    parser = argparse.ArgumentParser(
+        prog="reid-pipeline", description="Multi-camera person re-identification.", parents=[verbosity]
+    )
+    parser.set_defaults(verbose=False, quiet=False)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="run the pipeline over the cameras of a config")
+    run = sub.add_parser("run", help="run the pipeline over the cameras of a config", parents=[verbosity])
     run.add_argument("config", nargs="?", type=Path, help="cameras.yaml (optional with --resume)")
     run.add_argument("-o", "--output", type=Path, help="output folder (default: out/<config name>)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -78,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="no progress display")
     run.set_defaults(func=_run)
 
-    ev = sub.add_parser("eval", help="IDF1 / MOTA / HOTA of a run against ground truth")
+    ev = sub.add_parser("eval", help="IDF1 / MOTA / HOTA of a run against ground truth", parents=[verbosity])
     ev.add_argument("out", type=Path, help="a run's output folder (with mot/<camera>.txt)")
     ev.add_argument("gt", type=Path, help="ground-truth manifest (multicam.yaml)")
     ev.add_argument("--json", action="store_true", help="print the metrics as JSON")
