@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         reid = {"embedder": "onnx", "weights": str(Path(assets) / "models/osnet_x0_25_msmt17.onnx")}
     else:
         footage = fetch(FOOTAGE_URL, FOOTAGE_SHA256, args.cache / "vtest.avi")
+        os.environ["YOLO_OFFLINE"] = "false"  # let ultralytics fetch yolov8n.pt (inherited by the workers)
         detector = {"name": "yolo", "weights": "yolov8n.pt", "confidence": 0.3}
         reid = {"embedder": "vpm", "model": "vpm_vit_b16", "pretrained": "openai"}
 
