@@ -41,7 +41,7 @@ class Source(ABC):
 
     @property
     def state(self) -> str:
-        """Connection state for live sources: connecting, live, retrying, failed, ended."""
+        """Connection state: connecting, live, retrying, failed, or ended (files) / stopped (streams)."""
         return "live"
 
     def __enter__(self) -> Source:
