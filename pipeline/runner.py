@@ -61,7 +61,7 @@ def run(
     device = build.resolve_device(device or config.device)
     _prepare_output(config, out_dir, resume)
     build.check_weights(config)
-    sources = _preflight_sources(config)
+    fps = _preflight_sources(config)
     info = RunInfo(out_dir / "run.json", config, device, invocation)
     info.write("running")
 
@@ -72,7 +72,6 @@ def run(
     status_q = ctx.Queue(maxsize=1024)
     result_q = ctx.Queue()
     assign_qs = {c.id: ctx.Queue(maxsize=4096) for c in config.cameras}
-    fps = {camera_id: source_fps for camera_id, source_fps in sources.items()}
 
     cameras = {
         c.id: ctx.Process(
@@ -98,7 +97,7 @@ def run(
     )
     matcher = ctx.Process(
         target=_matcher_main,
-        args=(config, out_dir, resume, fps, matched_q, assign_qs, result_q, log_level),
+        args=(config, out_dir, fps, matched_q, assign_qs, result_q, stop, log_level),
         name="matcher",
     )
     processes = [*cameras.values(), reid, matcher]
@@ -110,6 +109,7 @@ def run(
         for p in processes:
             p.start()
         end_sent = False
+        crashed = None
         latest: dict[str, CameraStatus] = {}
         while matcher.is_alive() or not end_sent:
             _drain_status(status_q, progress, latest)
@@ -120,12 +120,28 @@ def run(
                 end_sent = True
             if signals.hard_stop:
                 break
+            crashed = next((p for p in (reid, matcher) if p.exitcode not in (None, 0)), None)
+            if crashed is not None:  # nothing drains the queues any more: stop everything now
+                log.error(
+                    "the %s process exited with code %d; stopping the run", crashed.name, crashed.exitcode
+                )
+                stop.set()
+                signals.stop_now()
+                break
             matcher.join(timeout=0.2)
         results = _collect_results(result_q)
+        if crashed is not None:
+            results["stages"]["error"] = {"message": f"the {crashed.name} stage failed; see the log above"}
         for p in processes:
             p.join(timeout=0 if signals.hard_stop else JOIN_TIMEOUT_S)
             if p.is_alive():
                 p.terminate()
+        for camera_id, p in cameras.items():
+            if p.exitcode not in (None, 0) and camera_id not in results["cameras"]:
+                reason = (
+                    f"error: camera {camera_id}: its worker exited with code {p.exitcode}; see the log above"
+                )
+                results["cameras"][camera_id] = {"reason": reason}
     if progress is not None:
         progress.render({}, force=True)
         progress.close()
@@ -206,13 +222,17 @@ class _SignalHandler:
     def _handle(self, signum, frame) -> None:
         if self.stop.is_set():
             log.warning("second stop signal: stopping now")
-            self.hard_stop = True
-            for p in self.processes:
-                if p.is_alive():
-                    p.terminate()
+            self.stop_now()
             return
         log.warning("stopping: finishing queued work (signal again to stop at once)")
         self.stop.set()
+
+    def stop_now(self) -> None:
+        """Terminate every stage at once; the caller salvages what they wrote."""
+        self.hard_stop = True
+        for p in self.processes:
+            if p.is_alive():
+                p.terminate()
 
 
 def _drain_status(status_q, progress: ProgressDisplay | None, latest: dict[str, CameraStatus]) -> None:
@@ -363,17 +383,23 @@ def _forward_without_crops(inbox, outbox) -> None:
     outbox.put(None)
 
 
-def _matcher_main(config, out_dir, resume, fps, inbox, assign_qs, result_q, log_level):
+def _matcher_main(config, out_dir, fps, inbox, assign_qs, result_q, stop, log_level):
     from pipeline.sinks.events import EventLog
     from pipeline.sinks.exports import write_exports
 
     _child_setup(log_level)
     hello = inbox.get()
     if "error" in hello:  # the re-ID model could not be built: the run stops, there is nothing to match
-        while inbox.get() is not None:
-            pass
+        _drain(inbox)
         return
-    store = build.build_store(config, out_dir, dim=hello["dim"])
+    try:
+        store = build.build_store(config, out_dir, dim=hello["dim"])
+    except PipelineError as e:
+        log.error("%s", e)
+        result_q.put(("stage", "error", {"message": str(e)}))
+        stop.set()
+        _drain(inbox)
+        return
     session = store.begin_session()
     matcher = build.build_matcher(config, store, session)
     events = EventLog(out_dir / "events.jsonl") if config.output.events else None
@@ -401,6 +427,12 @@ def _matcher_main(config, out_dir, resume, fps, inbox, assign_qs, result_q, log_
     store.close()
     if events is not None:
         events.close()
+
+
+def _drain(inbox) -> None:
+    """Read and drop messages until end of stream, so the stages upstream can finish."""
+    while inbox.get() is not None:
+        pass
 
 
 def _dispatch(outputs: list, assign_qs: dict, events) -> None:

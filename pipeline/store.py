@@ -90,9 +90,16 @@ class EmbeddingStore:
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(":memory:" if self.path is None else str(self.path))
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as e:
+            self._db.close()
+            raise PipelineError(
+                f"embedding store {self.path} is not a usable SQLite database ({e}); point store.path at a "
+                "new file or at a store an earlier run wrote"
+            ) from None
         self._check_meta()
         self._owner: dict[int, int] = {}  # prototype id -> global id
         self._ids_by_key: dict[Key, int] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -95,3 +96,14 @@ def test_unwritable_output_folder(workspace):
         for line in result.stderr.strip().splitlines()
         if "output folder a_file/out is not writable" in line
     ]
+
+
+def test_a_store_that_is_not_a_database(workspace):
+    (workspace / "store.sqlite").write_text("not a database\n" * 100)
+    result = run_cli(
+        "-q", "run", "cameras.yaml", "-o", "out", "--set", "store.path=store.sqlite", cwd=workspace
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "store.sqlite is not a usable SQLite database" in result.stderr.strip().splitlines()[-1]
+    assert json.loads((workspace / "out/run.json").read_text())["status"] == "failed"
