@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import yaml
+from cli_runner import run_cli
 
 FRAMES = 30
 
@@ -38,13 +37,7 @@ def test_corrupt_video_is_skipped_and_counted(assets: Path, tmp_path: Path):
         "runner": {"progress": False},
     }
     (tmp_path / "cameras.yaml").write_text(yaml.safe_dump(config))
-    result = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "run", "cameras.yaml", "-o", "out"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_cli("run", "cameras.yaml", "-o", "out", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
     stats = json.loads((tmp_path / "out/run.json").read_text())["cameras"]["cam"]

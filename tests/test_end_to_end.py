@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 import pytest
+from cli_runner import run_cli
 from pets_cameras import write_pets_cameras
 
 from pipeline.evaluation import evaluate, evaluate_run, load_gt_manifest
@@ -27,13 +27,7 @@ MIN_LINKING_GAIN = 0.08
 def pets_run(assets: Path, tmp_path_factory) -> tuple[Path, Path, subprocess.CompletedProcess]:
     root = tmp_path_factory.mktemp("e2e")
     manifest = write_pets_cameras(assets, root, FRAMES)
-    result = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "run", "cameras.yaml", "-o", "out", "--no-progress"],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    result = run_cli("run", "cameras.yaml", "-o", "out", "--no-progress", cwd=root, timeout=900)
     return root / "out", manifest, result
 
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
+from cli_runner import start_cli
 from rtsp_server import PerlRtspServer, free_port, make_clip, perl_server_missing
 
 FILE_FRAMES = 60
@@ -37,16 +36,6 @@ def write_config(root: Path, assets: Path, live: dict) -> None:
     (root / "cameras.yaml").write_text(yaml.safe_dump(config))
 
 
-def run(root: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "run", "cameras.yaml", "-o", "out"],
-        cwd=root,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 def camera_states(out: Path, camera: str) -> list[str]:
     events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
     return [e["state"] for e in events if e["kind"] == "camera_state" and e["camera_id"] == camera]
@@ -57,7 +46,7 @@ def test_live_camera_comes_back_after_restarts_and_the_file_camera_loses_nothing
     server.start()
     try:
         write_config(tmp_path, assets, {"source": server.url, "max_frames": LIVE_FRAMES, **FAST_RETRY})
-        process = run(tmp_path)
+        process = start_cli("run", "cameras.yaml", "-o", "out", cwd=tmp_path)
         time.sleep(12)
         for _ in range(2):
             server.stop()
@@ -80,7 +69,7 @@ def test_live_camera_comes_back_after_restarts_and_the_file_camera_loses_nothing
 def test_dead_camera_fails_alone_and_its_password_stays_secret(assets, tmp_path):
     url = f"rtsp://admin:s3cret@127.0.0.1:{free_port()}/stream"
     write_config(tmp_path, assets, {"source": url, "max_retries": 1, **FAST_RETRY})
-    process = run(tmp_path)
+    process = start_cli("run", "cameras.yaml", "-o", "out", cwd=tmp_path)
     _, stderr = process.communicate(timeout=300)
     assert process.returncode == 1, stderr[-2000:]
     camera_lines = [

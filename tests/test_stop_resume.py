@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import random
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import cv2
 import pytest
+from cli_runner import start_cli
 from pets_cameras import write_pets_cameras
 
 FRAMES = 80
@@ -23,16 +22,6 @@ def workspace(assets: Path, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("stop")
     write_pets_cameras(assets, root, FRAMES, runner={"progress": False})
     return root
-
-
-def start(workspace: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", *args],
-        cwd=workspace,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def wait_for(path: Path, timeout_s: float = 120.0) -> None:
@@ -65,7 +54,7 @@ def check_outputs(out: Path) -> dict:
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_sigterm_at_a_random_moment_leaves_valid_outputs(workspace, seed):
     out = f"out_stop_{seed}"
-    process = start(workspace, "run", "cameras.yaml", "-o", out)
+    process = start_cli("run", "cameras.yaml", "-o", out, cwd=workspace)
     wait_for(workspace / out / "run.json")
     time.sleep(random.Random(seed).uniform(0.0, 10.0))
     process.send_signal(signal.SIGTERM)
@@ -79,7 +68,7 @@ def test_sigterm_at_a_random_moment_leaves_valid_outputs(workspace, seed):
 
 
 def test_second_signal_stops_at_once_and_keeps_what_was_written(workspace):
-    process = start(workspace, "run", "cameras.yaml", "-o", "out_kill")
+    process = start_cli("run", "cameras.yaml", "-o", "out_kill", cwd=workspace)
     out = workspace / "out_kill"
     wait_for(out / "videos/left.partial.avi")
     time.sleep(3.0)
@@ -98,12 +87,12 @@ def test_second_signal_stops_at_once_and_keeps_what_was_written(workspace):
 
 
 def test_resume_keeps_the_identity_store(workspace):
-    first = start(workspace, "run", "cameras.yaml", "-o", "out_resume", "--max-frames", "40")
+    first = start_cli("run", "cameras.yaml", "-o", "out_resume", "--max-frames", "40", cwd=workspace)
     assert first.wait(timeout=300) == 0, first.stderr.read()[-2000:]
     before = json.loads((workspace / "out_resume/tracks.json").read_text())
     first_ids = {i["global_id"] for i in before["identities"]}
 
-    second = start(workspace, "run", "--resume", "out_resume", "--max-frames", "40")
+    second = start_cli("run", "--resume", "out_resume", "--max-frames", "40", cwd=workspace)
     assert second.wait(timeout=300) == 0, second.stderr.read()[-2000:]
     after = json.loads((workspace / "out_resume/tracks.json").read_text())
     second_ids = {i["global_id"] for i in after["identities"]}

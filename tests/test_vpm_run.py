@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import yaml
+from cli_runner import run_cli
 
 from reid.models import create_model
 from reid.models.weights import save_checkpoint
@@ -23,13 +22,7 @@ def test_run_with_a_vpm_checkpoint(assets: Path, tmp_path: Path):
         "runner": {"progress": False},
     }
     (tmp_path / "cameras.yaml").write_text(yaml.safe_dump(config))
-    result = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "run", "cameras.yaml", "-o", "out", "--device", "cpu"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_cli("run", "cameras.yaml", "-o", "out", "--device", "cpu", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     info = json.loads((tmp_path / "out/run.json").read_text())
     assert info["stages"]["reid"]["crops"] > 0
@@ -45,12 +38,6 @@ def test_vpm_checkpoint_of_another_model_is_one_line(assets: Path, tmp_path: Pat
         "runner": {"progress": False},
     }
     (tmp_path / "cameras.yaml").write_text(yaml.safe_dump(config))
-    result = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "run", "cameras.yaml", "-o", "out"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_cli("run", "cameras.yaml", "-o", "out", cwd=tmp_path)
     assert result.returncode != 0
     assert "vpm_tiny" in result.stderr and "Traceback" not in result.stderr
