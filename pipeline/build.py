@@ -9,7 +9,7 @@ from pipeline.errors import WeightsError
 
 
 def resolve_device(device: str) -> str:
-    """ "auto" -> "cuda" where a CUDA device is visible, else "cpu"."""
+    """The device to run on: "auto" means "cuda" where a CUDA device is visible, else "cpu"."""
     if device != "auto":
         return device
     try:

@@ -400,6 +400,13 @@ def _matcher_main(config, out_dir, fps, inbox, assign_qs, result_q, stop, log_le
         stop.set()
         _drain(inbox)
         return
+    if config.store.retention_days is not None:
+        dropped = store.delete_older_than(time.time() - config.store.retention_days * 86_400)
+        log.info(
+            "retention: dropped %d prototype features older than %s days",
+            dropped,
+            config.store.retention_days,
+        )
     session = store.begin_session()
     matcher = build.build_matcher(config, store, session)
     events = EventLog(out_dir / "events.jsonl") if config.output.events else None

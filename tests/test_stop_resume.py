@@ -103,3 +103,19 @@ def test_resume_keeps_the_identity_store(workspace):
     assert all(i > max(first_ids) for i in second_ids - first_ids)
     info = json.loads((workspace / "out_resume/run.json").read_text())
     assert info["status"] == "complete"
+
+    # With a retention of zero days the gallery forgets every stored feature: nobody is matched again.
+    third = start_cli(
+        "run",
+        "--resume",
+        "out_resume",
+        "--max-frames",
+        "20",
+        "--set",
+        "store.retention_days=0",
+        cwd=workspace,
+    )
+    assert third.wait(timeout=300) == 0, third.stderr.read()[-2000:]
+    latest = json.loads((workspace / "out_resume/tracks.json").read_text())
+    known = first_ids | second_ids
+    assert latest["identities"] and all(i["global_id"] > max(known) for i in latest["identities"])
