@@ -11,14 +11,12 @@ pages shared between processes (the same libraries loaded by every camera worker
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
-import sys
 import tempfile
 from pathlib import Path
 
-from common import MIB, PETS_VIDEO, PipelineRun, run_pipeline, write_config
+from common import MIB, PETS_VIDEO, PipelineRun, begin, benchmark_parser, run_pipeline, write_config
 
 logger = logging.getLogger("camera_scaling")
 
@@ -37,15 +35,12 @@ def measure(assets: Path, cameras: int, frames: int, folder: Path, video: bool) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--assets", type=Path, default=os.environ.get("REID_ASSETS"))
+    parser = benchmark_parser(__doc__.splitlines()[0])
     parser.add_argument("--cameras", type=int, nargs="+", default=[1, 2, 4], help="camera counts to run")
     parser.add_argument("--frames", type=int, default=200, help="frames per camera")
     parser.add_argument("--no-video", action="store_true", help="do not write annotated videos")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    if args.assets is None:
-        parser.error("--assets is required when REID_ASSETS is unset")
+    begin(parser, args)
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

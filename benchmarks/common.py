@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import logging
 import os
 import statistics
 import subprocess
@@ -250,3 +252,17 @@ def run_pipeline(
     return PipelineRun(
         out_dir, info, seconds, sampler.peak_bytes, sampler.peak_per_process, sampler.peak_pss_bytes
     )
+
+
+def benchmark_parser(description: str) -> argparse.ArgumentParser:
+    """An argument parser with `--assets`, which defaults to REID_ASSETS."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--assets", type=Path, default=os.environ.get("REID_ASSETS"))
+    return parser
+
+
+def begin(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Log progress to stderr; stop with a usage error when no assets folder was given."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    if args.assets is None:
+        parser.error("--assets is required when REID_ASSETS is unset")

@@ -12,15 +12,13 @@ and `left` events also hold the tracker's wait before it gives a lost track up, 
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
-import os
 import sys
 import tempfile
 from pathlib import Path
 
-from common import PETS_VIDEO, ROOT, run_pipeline, write_config
+from common import PETS_VIDEO, ROOT, begin, benchmark_parser, run_pipeline, write_config
 from live_latency import latency_summary
 
 logger = logging.getLogger("e2e_latency")
@@ -65,8 +63,7 @@ def event_latencies(events_path: Path) -> dict[str, list[float]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--assets", type=Path, default=os.environ.get("REID_ASSETS"))
+    parser = benchmark_parser(__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=300, help="frames the pipeline processes")
     parser.add_argument("--clip-frames", type=int, default=300, help="frames of PETS in the looping clip")
     parser.add_argument("--width", type=int, default=768, help="width of the served stream")
@@ -74,9 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="keep the run's outputs here (default: a temporary folder)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    if args.assets is None:
-        parser.error("--assets is required when REID_ASSETS is unset")
+    begin(parser, args)
     sys.path.insert(0, str(ROOT / "tests"))
     from rtsp_server import PerlRtspServer, make_clip, perl_server_missing
 

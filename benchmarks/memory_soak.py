@@ -10,17 +10,23 @@ of the run has passed, in total and per process (goal: under 5%).
 
 from __future__ import annotations
 
-import argparse
 import logging
-import os
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common import MIB, PETS_VIDEO, ROOT, MemorySampler, pipeline_command, write_config
+from common import (
+    MIB,
+    PETS_VIDEO,
+    ROOT,
+    MemorySampler,
+    begin,
+    benchmark_parser,
+    pipeline_command,
+    write_config,
+)
 
 logger = logging.getLogger("memory_soak")
 
@@ -79,17 +85,14 @@ def soak(config: Path, out_dir: Path, camera_ids: list[str], seconds: float, int
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--assets", type=Path, default=os.environ.get("REID_ASSETS"))
+    parser = benchmark_parser(__doc__.splitlines()[0])
     parser.add_argument("--cameras", type=int, default=2, help="looping cameras (copies of the PETS video)")
     parser.add_argument("--seconds", type=float, default=600.0, help="how long to run")
     parser.add_argument("--interval", type=float, default=20.0, help="seconds between memory samples")
     parser.add_argument("--start-frame", type=int, default=1, help="each lap starts here (late: short laps)")
     parser.add_argument("--out", type=Path, help="keep the run's outputs here (default: a temporary folder)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    if args.assets is None:
-        parser.error("--assets is required when REID_ASSETS is unset")
+    begin(parser, args)
 
     camera_ids = [f"cam{i}" for i in range(args.cameras)]
     source = str(args.assets / PETS_VIDEO)

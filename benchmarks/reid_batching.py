@@ -8,7 +8,6 @@ the stage takes them; the stage runs in this process. Prints crops/s of both set
 
 from __future__ import annotations
 
-import argparse
 import logging
 import multiprocessing as mp
 import os
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from common import begin, benchmark_parser
 
 from pipeline.embedders.onnx import OnnxEmbedder
 from pipeline.messages import Crop, Embedding
@@ -83,8 +83,7 @@ def measure(stage: ReIDStage, crops: list[np.ndarray], producers: int, count: in
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--assets", type=Path, default=os.environ.get("REID_ASSETS"))
+    parser = benchmark_parser(__doc__.splitlines()[0])
     parser.add_argument("--producers", type=int, default=4, help="producer processes (cameras)")
     parser.add_argument("--crops", type=int, default=200, help="crops sent by each producer")
     parser.add_argument("--max-batch", type=int, default=32)
@@ -92,9 +91,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="alternating runs of each setting")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if args.assets is None:
-        parser.error("--assets is required when REID_ASSETS is unset")
+    begin(parser, args)
 
     embedder = OnnxEmbedder(args.assets / "models" / "osnet_x0_25_msmt17.onnx", device=args.device)
     crops = pets_crops(args.assets, frames=60)

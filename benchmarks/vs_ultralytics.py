@@ -27,6 +27,8 @@ from common import (
     DETECTOR_WEIGHTS,
     PETS_VIDEO,
     ROOT,
+    begin,
+    benchmark_parser,
     median,
     run_pipeline,
     write_config,
@@ -82,8 +84,7 @@ def run_ultralytics(weights: Path, video: Path, frames: int, env: dict[str, str]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--assets", type=Path, default=os.environ.get("REID_ASSETS"))
+    parser = benchmark_parser(__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=795, help="frames of PETS09-S2L1 (795: all)")
     parser.add_argument("--repeats", type=int, default=2, help="runs of each side, alternating")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -95,9 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         sys.stdout.write(json.dumps(ultralytics_track(args.weights, args.video, args.frames)) + "\n")
         return 0
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    if args.assets is None:
-        parser.error("--assets is required when REID_ASSETS is unset")
+    begin(parser, args)
 
     video, weights = args.assets / PETS_VIDEO, args.assets / DETECTOR_WEIGHTS
     pipeline_env = dict(item.split("=", 1) for item in args.env)
