@@ -11,8 +11,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from detectors.base import Detector
 from pipeline.crop_sampler import CropSampler
 from pipeline.errors import PipelineError
@@ -90,14 +88,14 @@ class CameraWorker:
     ) -> CameraFinished:
         """Process the opened source to its end (or until `should_stop`); send and return CameraFinished."""
         reason = "end"
-        last = Frame(self.camera_id, 1, 0.0, _EMPTY)
+        last_index, last_time = 1, 0.0  # where the camera stopped, for the tracks still open
         done = threading.Event()
         monitor = threading.Thread(target=self._monitor, args=(outbox, report, done), daemon=True)
         monitor.start()
         try:
             for frames in self._batches(should_stop):
                 self._process(frames, outbox, inbox)
-                last = frames[-1]
+                last_index, last_time = frames[-1].index, frames[-1].timestamp
             if should_stop():
                 reason = "stopped"
             elif getattr(self.source, "error", None) is not None:  # a live source that gave up
@@ -109,7 +107,7 @@ class CameraWorker:
             self.source.close()
             done.set()
             monitor.join()
-        for ended in self.tracker.finish(last.index, last.timestamp):
+        for ended in self.tracker.finish(last_index, last_time):
             outbox.put(ended)
         if self.video is not None:
             self.video.close()
@@ -200,6 +198,3 @@ class CameraWorker:
 
 def video_path(out_dir: Path, camera_id: str, container: str = "avi") -> Path:
     return out_dir / "videos" / f"{camera_id}.{container}"
-
-
-_EMPTY = np.zeros((1, 1, 3), np.uint8)
