@@ -12,37 +12,34 @@ SCHEMA_VERSION = 1
 
 
 def write_exports(store, session: int, cameras: list[dict], out_dir: Path) -> None:
-    """Write tracks.json and one MOT file per camera for the tracklets of `session`."""
+    """Write tracks.json and one MOT file per camera for the tracklets of `session`.
+
+    Each camera's boxes are read from the store once: the MOT file is written as they stream by, and
+    they are kept per track for tracks.json.
+    """
     tracklets = [t for t in store.tracklets(session) if t.global_id is not None]
     global_ids = {(t.camera, t.track_id): t.global_id for t in tracklets}
+    boxes: dict[tuple[str, int], list] = defaultdict(list)
     for camera in cameras:
-        write_mot(store, session, camera["id"], global_ids, out_dir / "mot" / f"{camera['id']}.txt")
-    write_tracks_json(store, session, cameras, tracklets, out_dir / "tracks.json")
+        with atomic_open(out_dir / "mot" / f"{camera['id']}.txt") as mot:
+            for track_id, frame, x1, y1, x2, y2, conf in store.boxes(session, camera["id"]):
+                global_id = global_ids.get((camera["id"], track_id))
+                if global_id is None:
+                    continue
+                mot.write(
+                    f"{frame},{global_id},{x1:.2f},{y1:.2f},{x2 - x1:.2f},{y2 - y1:.2f},{conf:.3f},-1,-1,-1\n"
+                )
+                boxes[camera["id"], track_id].append(
+                    [frame, round(x1, 2), round(y1, 2), round(x2, 2), round(y2, 2), round(conf, 3)]
+                )
+    write_tracks_json(cameras, tracklets, boxes, out_dir / "tracks.json")
 
 
-def write_mot(store, session: int, camera_id: str, global_ids: dict, path: Path) -> None:
-    """`frame,global_id,x,y,w,h,conf,-1,-1,-1` per box, in frame order."""
-    with atomic_open(path) as f:
-        for track_id, frame, x1, y1, x2, y2, conf in store.boxes(session, camera_id):
-            global_id = global_ids.get((camera_id, track_id))
-            if global_id is None:
-                continue
-            f.write(
-                f"{frame},{global_id},{x1:.2f},{y1:.2f},{x2 - x1:.2f},{y2 - y1:.2f},{conf:.3f},-1,-1,-1\n"
-            )
-
-
-def write_tracks_json(store, session: int, cameras: list[dict], tracklets: list, path: Path) -> None:
+def write_tracks_json(cameras: list[dict], tracklets: list, boxes: dict, path: Path) -> None:
     """The cross-camera export: identities, each with its appearances (one per local track) and boxes."""
     by_identity: dict[int, list] = defaultdict(list)
     for t in tracklets:
         by_identity[t.global_id].append(t)
-    boxes: dict[tuple[str, int], list] = defaultdict(list)
-    for camera in cameras:
-        for track_id, frame, x1, y1, x2, y2, conf in store.boxes(session, camera["id"]):
-            boxes[camera["id"], track_id].append(
-                [frame, round(x1, 2), round(y1, 2), round(x2, 2), round(y2, 2), round(conf, 3)]
-            )
     with atomic_open(path) as f:
         f.write(
             f'{{"schema_version": {SCHEMA_VERSION},\n "cameras": {json.dumps(cameras)},\n "identities": ['
