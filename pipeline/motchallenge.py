@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.errors import PipelineError
+from pipeline.sinks.atomic import atomic_open
 
 logger = logging.getLogger(__name__)
 
@@ -72,15 +73,11 @@ def has_mot_classes(gt: np.ndarray) -> bool:
 
 def write_mot_txt(path: str | Path, rows: np.ndarray, *, int_cols: int = 2) -> None:
     """Write rows (N, C) as comma-separated MOT lines; the first `int_cols` columns as integers."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    with tmp.open("w") as fh:
+    with atomic_open(Path(path)) as fh:
         for row in rows:
             head = [str(int(v)) for v in row[:int_cols]]
             tail = [_fmt(v) for v in row[int_cols:]]
             fh.write(",".join(head + tail) + "\n")
-    tmp.replace(path)
 
 
 def _fmt(value: float) -> str:

@@ -6,7 +6,6 @@ import contextlib
 import json
 import logging
 import math
-import os
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from pipeline.errors import PipelineError
+from pipeline.sinks.atomic import atomic_open
 from reid.metrics import evaluate_rank, re_ranking
 
 logger = logging.getLogger(__name__)
@@ -165,11 +165,9 @@ class Trainer:
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    """torch.save to a temporary name in the same folder, then rename, so a reader never sees half a file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    """torch.save under a temporary name, then rename, so a reader never sees half a file."""
+    with atomic_open(Path(path), "wb") as f:
+        torch.save(state, f)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from pipeline.errors import WeightsError
+from pipeline.sinks.atomic import atomic_open
 
 logger = logging.getLogger(__name__)
 
@@ -60,10 +61,8 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, **extra: Any) -> 
     if config is None:
         raise ValueError("model has no .config; build it with reid.models.create_model")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"model": model.state_dict(), "config": config.to_dict(), **extra}, tmp)
-    tmp.replace(path)
+    with atomic_open(path, "wb") as f:
+        torch.save({"model": model.state_dict(), "config": config.to_dict(), **extra}, f)
     return path
 
 
