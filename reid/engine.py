@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from pipeline.errors import PipelineError
+from pipeline.errors import ConfigError, PipelineError
 from pipeline.sinks.atomic import atomic_open
 from reid.metrics import evaluate_rank, re_ranking
 
@@ -27,12 +27,15 @@ METRICS_NAME = "metrics.jsonl"
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """`auto` -> cuda when available, else cpu; a named CUDA device that is missing is a PipelineError."""
+    """`auto` -> cuda when available, else cpu; a missing CUDA device or a bad name is a ConfigError."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"device: expected 'auto', 'cpu' or 'cuda[:N]', got {name!r}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise PipelineError(f"device {name!r} requested but CUDA is not available; use --device cpu")
+        raise ConfigError(f"device {name!r}: no CUDA device is available here; use 'cpu' or 'auto'")
     return device
 
 

@@ -16,22 +16,6 @@ from pipeline.errors import ConfigError
 logger = logging.getLogger(__name__)
 
 
-def resolve_device(device: str) -> torch.device:
-    """'auto' -> cuda when available, else cpu; an unavailable cuda request is a ConfigError."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(
-            f"vpm embedder device {device!r}: no CUDA device is available here; use 'cpu' or 'auto'"
-        )
-    try:
-        return torch.device(device)
-    except RuntimeError:
-        raise ConfigError(
-            f"vpm embedder device: expected 'auto', 'cpu' or 'cuda[:N]', got {device!r}"
-        ) from None
-
-
 @register_embedder("vpm")
 class VPMEmbedder:
     """Embeds BGR person crops with VPM-Net; features are L2-normalised float32 (N, dim)."""
@@ -44,6 +28,7 @@ class VPMEmbedder:
         device: str = "auto",
         batch_size: int = 64,
     ) -> None:
+        from reid.engine import resolve_device
         from reid.models import create_model
 
         if checkpoint is not None and pretrained is not None:
