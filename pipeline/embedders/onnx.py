@@ -6,10 +6,9 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from pipeline.embedders.base import l2_normalize, register_embedder
+from pipeline.embedders.base import crops_to_batch, l2_normalize, register_embedder
 from pipeline.errors import ConfigError, WeightsError
 from pipeline.ort_options import session_options
 
@@ -69,9 +68,6 @@ class OnnxEmbedder:
         self.scale = float(scale)
         self.mean = tuple(float(m) for m in mean)
         self.std = tuple(float(s) for s in std)
-        # (pixel * scale - mean) / std as one multiply-add per pixel, channels last (H, W, C).
-        self._gain = (self.scale / np.asarray(std, np.float32)).astype(np.float32)
-        self._offset = (-np.asarray(mean, np.float32) / np.asarray(std, np.float32)).astype(np.float32)
 
         try:
             self.session = ort.InferenceSession(str(self.weights), session_options(), providers=providers)
@@ -116,16 +112,9 @@ class OnnxEmbedder:
 
     def preprocess(self, crops: list[np.ndarray]) -> np.ndarray:
         """BGR uint8 crops of any size -> the model's input batch (N, 3, H, W) float32."""
-        height, width = self.input_size
-        batch = np.empty((len(crops), height, width, 3), np.float32)
-        for i, crop in enumerate(crops):
-            if crop.ndim != 3 or crop.shape[2] != 3 or crop.shape[0] == 0 or crop.shape[1] == 0:
-                raise ValueError(f"crop {i} must be a non-empty (h, w, 3) image, but got shape {crop.shape}")
-            resized = cv2.resize(crop, (width, height), interpolation=cv2.INTER_LINEAR)
-            batch[i] = resized[..., ::-1] if self.channel_order == "rgb" else resized
-        batch *= self._gain
-        batch += self._offset
-        return np.ascontiguousarray(batch.transpose(0, 3, 1, 2))  # (N, 3, H, W)
+        return crops_to_batch(
+            crops, self.input_size, self.mean, self.std, self.scale, rgb=self.channel_order == "rgb"
+        )
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         output = self.session.run([self.output_name], {self.input_name: batch})[0]

@@ -6,11 +6,10 @@ import logging
 import os
 from contextlib import nullcontext
 
-import cv2
 import numpy as np
 import torch
 
-from pipeline.embedders.base import l2_normalize, register_embedder
+from pipeline.embedders.base import crops_to_batch, l2_normalize, register_embedder
 from pipeline.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -45,8 +44,8 @@ class VPMEmbedder:
         self.model.eval().to(self.device)
         self.dim = int(self.model.embed_dim)
         self.input_size = tuple(self.model.input_size)
-        self.mean = np.asarray(self.model.mean, np.float32).reshape(1, 1, 1, 3)
-        self.std = np.asarray(self.model.std, np.float32).reshape(1, 1, 1, 3)
+        self.mean = tuple(self.model.mean)
+        self.std = tuple(self.model.std)
         self.fp16 = self.device.type == "cuda"
         logger.info(
             "vpm embedder %s on %s (%s), dim %d, batch %d",
@@ -59,14 +58,7 @@ class VPMEmbedder:
 
     def preprocess(self, crops: list[np.ndarray]) -> torch.Tensor:
         """BGR uint8 crops of any size -> normalised RGB batch (N, 3, H, W) float32 on the model's device."""
-        height, width = self.input_size
-        batch = np.empty((len(crops), height, width, 3), np.float32)
-        for i, crop in enumerate(crops):
-            if crop.ndim != 3 or crop.shape[2] != 3 or crop.shape[0] == 0 or crop.shape[1] == 0:
-                raise ValueError(f"crop {i} must be a non-empty (h, w, 3) image, but got shape {crop.shape}")
-            batch[i] = cv2.resize(crop, (width, height), interpolation=cv2.INTER_LINEAR)[..., ::-1]
-        batch = (batch / 255.0 - self.mean) / self.std
-        return torch.from_numpy(np.ascontiguousarray(batch.transpose(0, 3, 1, 2))).to(self.device)
+        return torch.from_numpy(crops_to_batch(crops, self.input_size, self.mean, self.std)).to(self.device)
 
     def embed(self, crops: list[np.ndarray]) -> np.ndarray:
         """L2-normalised features (N, dim) of BGR crops of any sizes."""
