@@ -11,6 +11,7 @@ import yaml
 from scipy.optimize import linear_sum_assignment
 
 from pipeline.errors import PipelineError
+from pipeline.ids import id_problem
 from pipeline.motchallenge import MOT_CLASS_IDS, has_mot_classes, read_mot_txt
 
 logger = logging.getLogger(__name__)
@@ -101,21 +102,39 @@ def load_gt_manifest(path: str | Path) -> tuple[dict[str, Path], dict[str, int]]
     path = Path(path)
     if not path.is_file():
         raise PipelineError(f"ground-truth manifest {path} does not exist: check the path")
+    expected = "expected a multicam.yaml with a 'cameras' list of {id, gt, frames} entries"
     try:
         manifest = yaml.safe_load(path.read_text())
+    except UnicodeDecodeError:
+        raise PipelineError(f"ground-truth manifest {path} is not a text file; {expected}") from None
     except yaml.YAMLError as exc:
-        raise PipelineError(f"{path}: not valid YAML ({exc})") from None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise PipelineError(f"{path}: not valid YAML ({first}); {expected}") from None
     cameras = manifest.get("cameras") if isinstance(manifest, dict) else None
     if not isinstance(cameras, list) or not cameras:
-        raise PipelineError(f"{path}: expected a 'cameras' list of {{id, gt, frames}} entries")
+        raise PipelineError(f"{path}: {expected}")
     gt: dict[str, Path] = {}
     lengths: dict[str, int] = {}
     for i, cam in enumerate(cameras):
         if not isinstance(cam, dict) or "id" not in cam or "gt" not in cam:
             raise PipelineError(f"{path}: cameras[{i}] needs 'id' and 'gt'")
-        gt[str(cam["id"])] = path.parent / str(cam["gt"])
+        camera_id = cam["id"]
+        if id_problem(camera_id):
+            raise PipelineError(f"{path}: cameras[{i}].id: {id_problem(camera_id)}")
+        if camera_id in gt:
+            raise PipelineError(f"{path}: cameras[{i}].id: duplicate camera id {camera_id!r}")
+        if not isinstance(cam["gt"], str) or not cam["gt"]:
+            raise PipelineError(
+                f"{path}: cameras[{i}].gt: expected the path of a gt.txt, got {type(cam['gt']).__name__}"
+            )
+        gt[camera_id] = path.parent / cam["gt"]
         if "frames" in cam:
-            lengths[str(cam["id"])] = int(cam["frames"])
+            frames = cam["frames"]
+            if not isinstance(frames, int) or isinstance(frames, bool) or frames < 0:
+                raise PipelineError(
+                    f"{path}: cameras[{i}].frames: expected a frame count (an integer >= 0), got {frames!r}"
+                )
+            lengths[camera_id] = frames
     return gt, lengths
 
 
@@ -173,7 +192,10 @@ def _summarise(res: Mapping[str, Mapping]) -> dict[str, float]:
 def _as_array(data: MotInput, what: str) -> np.ndarray:
     """A MOT array (N, >=6) from a path or an array."""
     if isinstance(data, (str, Path)):
-        return read_mot_txt(data)
+        try:
+            return read_mot_txt(data)
+        except UnicodeDecodeError:
+            raise PipelineError(f"{what}: {data} is not a text file; expected a MOT box file") from None
     rows = np.asarray(data, dtype=np.float64)
     if rows.size == 0:
         return np.empty((0, 10))

@@ -14,6 +14,7 @@ import numpy as np
 import yaml
 
 from pipeline.errors import PipelineError
+from pipeline.ids import check_id
 from pipeline.motchallenge import has_mot_classes, read_mot_txt, read_seqinfo, write_mot_txt, write_seqinfo
 
 logger = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ def parse_camera(text: str) -> CameraSpec:
         raise PipelineError(
             f"--camera {text!r}: expected id:x0,y0,x1,y1[:start-end], e.g. left:0,0,0.6,1:1-400"
         )
+    check_id(parts[0], "--camera id")  # the id names the camera's folder and files
     try:
         crop = tuple(float(v) for v in parts[1].split(","))
     except ValueError:
@@ -166,10 +168,10 @@ def crop_ground_truth(
 
 def source_fps(video: Path, capture: cv2.VideoCapture, seqinfo: Path | None) -> float:
     """The frame rate: `frameRate` of seqinfo.ini when there is one, else the container's."""
-    if seqinfo is not None and seqinfo.is_file():
-        rate = read_seqinfo(seqinfo).get("frameRate")
+    if seqinfo is not None:
+        rate = _read_seqinfo(seqinfo).get("frameRate")
         if rate:
-            return float(rate)
+            return _positive(rate, float, f"{seqinfo}: frameRate")
     fps = capture.get(cv2.CAP_PROP_FPS)
     if not fps or fps <= 0:
         raise PipelineError(f"{video}: the container gives no frame rate; pass --fps or add a seqinfo.ini")
@@ -201,12 +203,18 @@ def make_multicam(
         raise PipelineError(f"video format {video_format!r}: choose one of {', '.join(VIDEO_FORMATS)}")
     if not cameras:
         raise PipelineError("no cameras: give --split or at least one --camera")
-    ids = [c.id for c in cameras]
+    if fps is not None and not 0 < fps < float("inf"):
+        raise PipelineError(f"--fps: expected a positive frame rate, got {fps}")
+    if max_frames is not None and max_frames < 1:
+        raise PipelineError(f"--max-frames: expected at least 1, got {max_frames}")
+    ids = [check_id(c.id, "camera id") for c in cameras]
     if len(set(ids)) != len(ids):
         raise PipelineError(f"camera ids must be unique, got {ids}")
     if not video.is_file():
         raise PipelineError(f"video {video} does not exist: check the path")
-    gt_rows = read_mot_txt(gt_path)
+    gt_rows = _read_text_input(read_mot_txt, gt_path, "ground truth", "a MOTChallenge gt.txt")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise PipelineError(f"output {out_dir} is a file, not a folder; give a new or existing folder")
 
     capture = cv2.VideoCapture(str(video))
     if not capture.isOpened():
@@ -219,6 +227,7 @@ def make_multicam(
         if max_frames is not None:
             num_frames = min(num_frames, max_frames)
         resolved = [resolve_camera(c, width, height, num_frames) for c in cameras]
+        _make_out_dir(out_dir)
         written = _write_videos(capture, resolved, out_dir, rate, video_format)
     finally:
         capture.release()
@@ -271,12 +280,51 @@ def make_multicam(
     return path
 
 
+def _read_text_input(reader, path: Path, what: str, expected: str):
+    """`reader(path)`, with a file that is not text (a video given as --gt) reported in one line."""
+    if path.exists() and not path.is_file():
+        raise PipelineError(f"{what} {path} is a folder; expected {expected}")
+    try:
+        return reader(path)
+    except UnicodeDecodeError:
+        raise PipelineError(f"{what} {path} is not a text file; expected {expected}") from None
+    except OSError as exc:
+        raise PipelineError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+
+
+def _positive(text: str, kind: type, where: str) -> float:
+    """`kind(text)` when it is a positive number, else a one-line PipelineError naming `where`."""
+    try:
+        value = kind(text)
+    except ValueError:
+        value = None
+    if value is None or not value > 0 or value == float("inf"):
+        raise PipelineError(f"{where}: expected a positive {kind.__name__}, got {text!r}")
+    return value
+
+
+def _read_seqinfo(path: Path) -> dict[str, str]:
+    """The [Sequence] fields of a seqinfo.ini, or {} when there is none."""
+    if not path.exists():
+        return {}
+    return _read_text_input(read_seqinfo, path, "seqinfo", "a MOTChallenge seqinfo.ini")
+
+
+def _make_out_dir(out_dir: Path) -> None:
+    """Create the output folder, or fail in one line when it is a file or cannot be made."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise PipelineError(f"output {out_dir} is a file, not a folder; give a new or existing folder")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PipelineError(f"cannot create output folder {out_dir}: {exc.strerror or exc}") from None
+
+
 def _source_length(capture: cv2.VideoCapture, seqinfo: Path) -> int:
     """Number of frames: seqinfo.ini `seqLength` when present, else the container's count."""
-    if seqinfo.is_file():
-        length = read_seqinfo(seqinfo).get("seqLength")
-        if length:
-            return int(length)
+    length = _read_seqinfo(seqinfo).get("seqLength")
+    if length:
+        return _positive(length, int, f"{seqinfo}: seqLength")
     return int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
 
 

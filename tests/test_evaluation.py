@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_runner import run_cli
 
 from pipeline.errors import PipelineError
 from pipeline.evaluation import (
@@ -200,3 +201,61 @@ def test_user_errors() -> None:
         evaluate({"a": np.array([_box(1, 3, 10.0), _box(1, 3, 50.0)])}, gt)
     with pytest.raises(PipelineError, match="does not exist"):
         evaluate_run(Path("no/such/run"), Path("no/such/multicam.yaml"))
+
+
+@pytest.fixture
+def run_out(tmp_path: Path) -> Path:
+    """A run folder with one camera's MOT file."""
+    out = tmp_path / "run"
+    write_mot_txt(out / "mot" / "left.txt", np.array([_box(1, 1, 10.0)]))
+    return out
+
+
+def _eval_error(out: Path, manifest: Path) -> str:
+    result = run_cli("eval", str(out), str(manifest), cwd=out.parent)
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert str(manifest) in lines[0]
+    return lines[0]
+
+
+def test_cli_eval_a_video_as_manifest_is_one_line(run_out: Path, assets: Path) -> None:
+    line = _eval_error(run_out, assets / "data" / "PETS09-S2L1" / "vtest.avi")
+    assert "not a text file" in line
+
+
+@pytest.mark.parametrize(
+    ("manifest", "expected"),
+    [
+        ("cameras: 3\n", "'cameras' list"),
+        ("- a\n- b\n", "'cameras' list"),
+        ("cameras: [left]\n", "cameras[0] needs 'id' and 'gt'"),
+        ("cameras: [{id: left, gt: left.txt, frames: many}]\n", "cameras[0].frames"),
+        ("cameras: [{id: left, gt: left.txt, frames: -3}]\n", "cameras[0].frames"),
+        ("cameras: [{id: left, gt: left.txt, frames: 1.5}]\n", "cameras[0].frames"),
+        ("cameras: [{id: left, gt: [1, 2]}]\n", "cameras[0].gt"),
+        ("cameras: [{id: [left], gt: left.txt}]\n", "cameras[0].id"),
+        ("cameras: [{id: ../left, gt: left.txt}]\n", "cameras[0].id"),
+        ("cameras: [{id: left, gt: a.txt}, {id: left, gt: b.txt}]\n", "cameras[1].id: duplicate"),
+        ("cameras: [{id: left, gt: left.txt}\n", "not valid YAML"),
+    ],
+)
+def test_cli_eval_manifest_with_wrong_types_is_one_line(
+    run_out: Path, tmp_path: Path, manifest: str, expected: str
+) -> None:
+    path = tmp_path / "multicam.yaml"
+    path.write_text(manifest)
+    assert expected in _eval_error(run_out, path)
+
+
+def test_cli_eval_gt_that_is_a_video_is_one_line(run_out: Path, tmp_path: Path, assets: Path) -> None:
+    path = tmp_path / "multicam.yaml"
+    video = assets / "data" / "PETS09-S2L1" / "vtest.avi"
+    path.write_text(f"cameras: [{{id: left, gt: {video}}}]\n")
+    result = run_cli("eval", str(run_out), str(path), cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"reid-pipeline: error: gt for camera 'left': {video} is not a text file; expected a MOT box file"
+    ]

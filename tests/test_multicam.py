@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 import yaml
+from cli_runner import run_cli
 
 from pipeline.errors import PipelineError
 from pipeline.motchallenge import read_mot_txt, read_seqinfo
@@ -179,3 +180,61 @@ def test_cli_user_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixt
     assert main([str(tmp_path / "missing.avi"), "-o", str(tmp_path / "out"), "--camera", "a:0,0,1,1"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "missing.avi" in err and "\n" not in err
+
+
+def _cli_error(result) -> str:
+    """The single stderr line of a command that failed as a user error."""
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("camera_id", "expected"),
+    [
+        ("../../evil", "may use only letters"),
+        ("..", "may not be '.' or '..'"),
+        (".", "may not be '.' or '..'"),
+        ("a/b", "may use only letters"),
+        ("x" * 300, "at most 64"),
+    ],
+    ids=["traversal", "dotdot", "dot", "slash", "overlong"],
+)
+def test_cli_rejects_camera_ids_that_are_not_file_names(
+    pets: Path, tmp_path: Path, camera_id: str, expected: str
+) -> None:
+    out = tmp_path / "a" / "b" / "out"
+    result = run_cli(
+        "make-multicam", str(pets / "vtest.avi"), "-o", str(out), "--max-frames", "5",
+        "--camera", f"{camera_id}:0,0,0.5,0.5", cwd=tmp_path,
+    )  # fmt: skip
+    line = _cli_error(result)
+    assert "--camera id" in line and expected in line
+    assert sorted(p.name for p in tmp_path.rglob("*")) == []  # nothing written, inside -o or outside it
+
+
+def test_cli_output_that_is_a_file_is_one_line(pets: Path, tmp_path: Path) -> None:
+    target = tmp_path / "taken.txt"
+    target.write_text("keep me")
+    result = run_cli("make-multicam", str(pets / "vtest.avi"), "-o", str(target), "--max-frames", "5",
+                     cwd=tmp_path)  # fmt: skip
+    line = _cli_error(result)
+    assert str(target) in line and "is a file" in line
+    assert target.read_text() == "keep me"
+
+
+def test_cli_gt_that_is_a_video_is_one_line(pets: Path, tmp_path: Path) -> None:
+    video = str(pets / "vtest.avi")
+    result = run_cli("make-multicam", video, "-o", str(tmp_path / "out"), "--gt", video, "--max-frames", "5",
+                     cwd=tmp_path)  # fmt: skip
+    line = _cli_error(result)
+    assert "vtest.avi is not a text file" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_seqinfo_that_is_a_video_is_one_line(pets: Path, tmp_path: Path) -> None:
+    video = str(pets / "vtest.avi")
+    result = run_cli("make-multicam", video, "-o", str(tmp_path / "out"), "--seqinfo", video, cwd=tmp_path)
+    assert "seqinfo" in _cli_error(result)
