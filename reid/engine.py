@@ -17,8 +17,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from pipeline.errors import ConfigError, PipelineError
-from pipeline.sinks.atomic import atomic_open
 from reid.metrics import evaluate_rank, re_ranking
+from reid.models.weights import load_torch_file, save_torch_file
 
 logger = logging.getLogger(__name__)
 
@@ -168,20 +168,16 @@ class Trainer:
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    """torch.save under a temporary name, then rename, so a reader never sees half a file."""
-    with atomic_open(Path(path), "wb") as f:
-        torch.save(state, f)
+    """Write `state` as tensors and plain data (it loads with weights_only=True), atomically."""
+    save_torch_file(state, path)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a training checkpoint; a missing or unreadable file is a PipelineError naming it."""
-    path = Path(path)
+    """Read a training checkpoint (tensors and plain data only); a missing or unusable file is a PipelineError."""
+    path = Path(path).expanduser()
     if not path.is_file():
         raise PipelineError(f"checkpoint {path} not found; pass the checkpoint.pt a training run wrote")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as exc:  # torch raises many types for a damaged file
-        raise PipelineError(f"cannot read checkpoint {path}: {exc}") from None
+    state = load_torch_file(path, "checkpoint", map_location)
     if not isinstance(state, dict) or "model" not in state or "train_config" not in state:
         raise PipelineError(
             f"{path} is not a VPM-Net training checkpoint (no 'model' and 'train_config' entries)"

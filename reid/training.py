@@ -28,6 +28,7 @@ from reid.engine import (
     save_checkpoint,
     warmup_cosine,
 )
+from reid.models.weights import load_vpm_state
 from reid.objective import TrainingObjective
 from reid.train_config import TrainConfig, config_from_dict
 
@@ -152,16 +153,27 @@ def _train(
     )  # fmt: skip
     start_epoch = 0
     if state is not None:
+        saved_config = state["train_config"]
         if (
-            int(state["num_classes"]) != dataset.num_train_pids
-            or state["train_config"]["model"] != config.to_dict()["model"]
+            state.get("num_classes") != dataset.num_train_pids
+            or not isinstance(saved_config, dict)
+            or saved_config.get("model") != config.to_dict()["model"]
         ):
             raise PipelineError(
                 f"checkpoint {resume} was trained with another model or dataset than "
                 f"{config.data.root}; resume with the config it was written with"
             )
-        trainer.load_state_dict(state)
-        start_epoch = int(state["epoch"])
+        epoch = state.get("epoch")
+        if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
+            raise PipelineError(f"checkpoint {resume}: epoch must be an integer >= 0, got {epoch!r}")
+        try:
+            trainer.load_state_dict(state)
+        except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+            raise PipelineError(
+                f"checkpoint {resume} has no usable training state to resume "
+                f"({exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+            ) from None
+        start_epoch = epoch
         logger.info("resumed %s at epoch %d", resume, start_epoch)
     can_eval = bool(dataset.query) and bool(dataset.gallery)
     queries = eval_loaders(config, dataset, model) if can_eval else None
@@ -210,7 +222,12 @@ def model_from_checkpoint(
     state: dict[str, Any], device: torch.device | str = "cpu"
 ) -> tuple[nn.Module, TrainConfig]:
     """Rebuild the trained model (eval mode) and its training config from a loaded checkpoint."""
+    num_classes, weights = state.get("num_classes"), state.get("model")
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
+        raise PipelineError(f"checkpoint num_classes: expected a positive integer, got {num_classes!r}")
+    if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
+        raise PipelineError("checkpoint model: expected a state dict of tensors")
     config = config_from_dict(state["train_config"], source="checkpoint train_config")
-    model = build_model(config, int(state["num_classes"]))
-    model.load_state_dict(state["model"])
+    model = build_model(config, num_classes)
+    load_vpm_state(model, weights, "checkpoint")
     return model.to(device).eval(), config

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
 import logging
 import os
-from pathlib import Path
+import pickle
+import re
+from pathlib import Path, PurePath
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -24,6 +29,67 @@ def looks_like_path(pretrained: str | os.PathLike) -> bool:
     return Path(text).exists() or os.sep in text or "/" in text or text.lower().endswith(_WEIGHT_SUFFIXES)
 
 
+def load_torch_file(path: Path, what: str = "weights file", map_location: Any = "cpu") -> Any:
+    """`torch.load(path, weights_only=True)`: tensors and plain data only, so no code in the file can run.
+
+    A file that pickles anything else (a class, a function) or cannot be read is a WeightsError naming it.
+    """
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        text = str(exc)
+        found = re.search(r"GLOBAL (\S+)", text)
+        if found:  # the file names a class or function: unpickling it could run code
+            raise WeightsError(
+                f"{what} {path} holds Python objects other than tensors and plain data (it names "
+                f"{found.group(1)}); refusing to load it, since unpickling them could run code from the file"
+            ) from None
+        reason = text.partition("WeightsUnpickler error:")[2].strip() or text.strip()
+        reason = reason.splitlines()[0] if reason else ""
+        raise WeightsError(f"cannot read {what} {path} (not a torch file: {reason[:200]})") from None
+    except Exception as exc:  # torch raises many types for foreign or damaged files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise WeightsError(f"cannot read {what} {path} ({exc.__class__.__name__}: {first[:200]})") from None
+
+
+def save_torch_file(obj: Any, path: str | os.PathLike) -> Path:
+    """torch.save `obj` as plain data under a temporary name, then rename: it loads with weights_only=True."""
+    path = Path(path)
+    plain = plain_data(obj)
+    with atomic_open(path, "wb") as f:
+        torch.save(plain, f)
+    return path
+
+
+def plain_data(value: Any, where: str = "checkpoint") -> Any:
+    """`value` with dataclasses, paths, numpy values and dates turned into tensors and plain types.
+
+    What comes back holds only tensors, dicts, lists, tuples, str, int, float, bool and None: the types
+    `torch.load(weights_only=True)` reads. Anything else is a TypeError naming where it was found.
+    """
+    if value is None or isinstance(value, bool | int | float | str | torch.Tensor):
+        return value
+    if isinstance(value, dict):
+        return {plain_data(k, where): plain_data(v, f"{where}[{k!r}]") for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain_data(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, tuple):
+        return tuple(plain_data(v, f"{where}[{i}]") for i, v in enumerate(value))
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return plain_data(dataclasses.asdict(value), where)
+    if isinstance(value, PurePath):
+        return str(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(value))
+    if isinstance(value, datetime.date | datetime.time):
+        return value.isoformat()
+    if isinstance(value, torch.Size):
+        return list(value)
+    raise TypeError(f"{where}: cannot store a {type(value).__name__} in a checkpoint; use plain data")
+
+
 def read_weights(path: str | os.PathLike) -> dict[str, Any]:
     """The object stored in a weights file (a dict), or WeightsError naming the file."""
     path = Path(path).expanduser()
@@ -32,18 +98,18 @@ def read_weights(path: str | os.PathLike) -> dict[str, Any]:
             f"weights file not found: {path}; pass a VPM-Net checkpoint or open_clip weights file, "
             "or an open_clip tag such as pretrained='openai'"
         )
-    try:
-        if path.suffix == ".safetensors":
+    if path.suffix == ".safetensors":
+        try:
             from safetensors.torch import load_file
 
             obj: Any = load_file(str(path), device="cpu")
-        else:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for foreign or damaged files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise WeightsError(
-            f"cannot read weights file {path} ({exc.__class__.__name__}: {first[:200]})"
-        ) from None
+        except Exception as exc:  # safetensors raises its own types for foreign or damaged files
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise WeightsError(
+                f"cannot read weights file {path} ({exc.__class__.__name__}: {first[:200]})"
+            ) from None
+    else:
+        obj = load_torch_file(path)
     if not isinstance(obj, dict):
         raise WeightsError(
             f"weights file {path} holds a {type(obj).__name__}, not a state dict or checkpoint"
@@ -60,10 +126,7 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, **extra: Any) -> 
     config = getattr(model, "config", None)
     if config is None:
         raise ValueError("model has no .config; build it with reid.models.create_model")
-    path = Path(path)
-    with atomic_open(path, "wb") as f:
-        torch.save({"model": model.state_dict(), "config": config.to_dict(), **extra}, f)
-    return path
+    return save_torch_file({"model": model.state_dict(), "config": config.to_dict(), **extra}, path)
 
 
 def mismatch_summary(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> str | None:
