@@ -34,10 +34,12 @@ def check_weights(config: RunConfig) -> None:
 
 
 def build_source(camera: CameraConfig, max_frames: int | None = None):
-    from pipeline.sources import create_source
+    """The camera's source; `parse_source` decides its kind (video, image sequence, stream, webcam)."""
+    from pipeline.sources import create_source, parse_source
 
+    spec = parse_source(camera.id, camera.source)
     kwargs = {"fps_cap": camera.fps}
-    if isinstance(camera.source, int) or "://" in str(camera.source):
+    if spec.live:
         policy = "latest" if camera.frame_policy == "auto" else camera.frame_policy
         kwargs.update(
             transport=camera.transport,
@@ -53,7 +55,7 @@ def build_source(camera: CameraConfig, max_frames: int | None = None):
             loop=camera.loop,
             time_offset_s=camera.time_offset_s,
         )
-    return create_source(camera.id, camera.source, **kwargs)
+    return create_source(camera.id, spec, **kwargs)
 
 
 def build_detector(config: RunConfig, camera: CameraConfig, device: str):

@@ -10,8 +10,10 @@ import cv2
 import numpy as np
 import pytest
 
+from pipeline import build
+from pipeline.config import CameraConfig
 from pipeline.errors import SourceError
-from pipeline.sources import FileSource, create_source
+from pipeline.sources import FileSource, ImageSequenceSource, SourceSpec, create_source, parse_source
 
 
 def _write_video(path: Path, n_frames: int, fps: float) -> list[np.ndarray]:
@@ -177,3 +179,79 @@ def test_loop_keeps_counting_indices_and_time(tmp_path: Path):
     assert frames[7].timestamp == pytest.approx(100.7)
     assert np.array_equal(frames[6].image, frames[0].image)  # lap 2 starts over
     assert source.frames_failed == 0
+
+
+@pytest.mark.parametrize(
+    ("spec", "kind", "target"),
+    [
+        ("file:///data/x.mp4", "video", Path("/data/x.mp4")),
+        ("file://localhost/data/my%20clip.mp4", "video", Path("/data/my clip.mp4")),
+        ("~/videos/a.mp4", "video", Path.home() / "videos/a.mp4"),
+        ("videos/a.mp4", "video", Path("videos/a.mp4")),
+        ("0", "webcam", 0),
+        (" 2 ", "webcam", 2),
+        (0, "webcam", 0),
+        ("rtsp://admin:pw@cam/x", "stream", "rtsp://admin:pw@cam/x"),
+        ("HTTPS://cam/live.m3u8", "stream", "HTTPS://cam/live.m3u8"),
+        ("img1/%06d.jpg", "images", Path("img1/%06d.jpg")),
+        ("~/frames/*.png", "images", Path.home() / "frames/*.png"),
+    ],
+)
+def test_parse_source_decides_the_kind(spec, kind, target):
+    assert parse_source("cam", spec) == SourceSpec(kind, target)
+
+
+def test_parse_source_takes_an_existing_folder_for_an_image_sequence(tmp_path: Path):
+    assert parse_source("cam", str(tmp_path)) == SourceSpec("images", tmp_path)
+    assert parse_source("cam", f"file://{tmp_path}").kind == "images"
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (True, "must be a path, URL or webcam index"),
+        (-1, "webcam index must be >= 0"),
+        ("", "source is empty"),
+        ("ftp://admin:s3cret@host/x.mp4", "unsupported source URL scheme 'ftp'"),
+        ("rtps://admin:s3cret@host/x", "unsupported source URL scheme 'rtps'"),
+        ("rtsp:/admin:s3cret@host/x", "looks like a rtsp URL without '//'"),
+        ("file://nas/admin:s3cret@x.mp4", "only local files"),
+    ],
+)
+def test_parse_source_rejects_what_it_cannot_read_without_leaking_passwords(spec, message):
+    with pytest.raises(SourceError, match="camera cam_p") as info:
+        parse_source("cam_p", spec)
+    assert message in str(info.value)
+    assert "s3cret" not in str(info.value)
+
+
+def test_build_source_reads_file_urls_and_tilde_paths(tmp_path: Path, monkeypatch):
+    path = tmp_path / "clip.avi"
+    _write_video(path, 3, fps=5.0)
+    source = build.build_source(CameraConfig(id="cam_u", source=f"file://{path}"), max_frames=2)
+    assert isinstance(source, FileSource)
+    with source:
+        assert [f.index for f in source.frames()] == [1, 2]
+    monkeypatch.setenv("HOME", str(tmp_path))
+    source = build.build_source(CameraConfig(id="cam_t", source="~/clip.avi"))
+    assert isinstance(source, FileSource) and source.path == path
+
+
+def test_build_source_gives_image_sequences_the_file_options(tmp_path: Path):
+    (tmp_path / "img1").mkdir()
+    for i in range(1, 5):
+        cv2.imwrite(str(tmp_path / f"img1/{i:06d}.png"), np.zeros((8, 8, 3), np.uint8))
+    camera = CameraConfig(id="cam_s", source=f"{tmp_path}/img1/%06d.png", start_frame=2, fps=4.0)
+    source = build.build_source(camera, max_frames=2)
+    assert isinstance(source, ImageSequenceSource)
+    with source:
+        frames = list(source.frames())
+    assert [f.index for f in frames] == [2, 3]
+    assert source.fps == 4.0  # no seqinfo.ini: the camera's fps is the sequence's rate
+
+
+def test_a_file_named_like_a_webcam_index_needs_a_path(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "0").write_bytes(b"a video named 0")
+    assert parse_source("cam", "0") == SourceSpec("webcam", 0)
+    assert parse_source("cam", "./0") == SourceSpec("video", Path("0"))

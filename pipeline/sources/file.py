@@ -12,6 +12,7 @@ import numpy as np
 from pipeline.errors import SourceError
 from pipeline.messages import Frame
 from pipeline.sources.base import Source
+from pipeline.sources.urls import describe_source
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +34,8 @@ class FileSource(Source):
     """
 
     frame_policy = "all"
+    # Undecodable frames in a row that end the source (None: never; each image of a sequence stands alone).
+    max_consecutive_failures: int | None = MAX_CONSECUTIVE_FAILURES
 
     def __init__(
         self,
@@ -54,7 +57,8 @@ class FileSource(Source):
             raise ValueError(f"camera {camera_id}: max_frames must be >= 0, but got {max_frames}")
         if fps is not None and fps <= 0:
             raise ValueError(f"camera {camera_id}: fps must be > 0, but got {fps}")
-        self.path = Path(path)
+        self.path = Path(path).expanduser()
+        self.name = describe_source(str(self.path))  # credential-free: the form logs and errors show
         self.fps_cap = fps_cap
         self.start_frame = start_frame
         self.max_frames = max_frames
@@ -85,7 +89,7 @@ class FileSource(Source):
 
     def open(self) -> None:
         """Open the file and decode its first wanted frame; raise SourceError when that is impossible."""
-        where = f"camera {self.camera_id}: video file {self.path}"
+        where = f"camera {self.camera_id}: video file {self.name}"
         if not self.path.exists():
             raise SourceError(f"{where} does not exist; check the camera's source path")
         if not self.path.is_file():
@@ -106,7 +110,7 @@ class FileSource(Source):
                 logger.warning(
                     "camera %s: %s states no frame rate; assuming %.0f fps",
                     self.camera_id,
-                    self.path,
+                    self.name,
                     DEFAULT_FPS,
                 )
         for _ in range(self.start_frame - 1):
@@ -122,7 +126,7 @@ class FileSource(Source):
         logger.info(
             "camera %s: opened %s (%d frames, %.2f fps)",
             self.camera_id,
-            self.path,
+            self.name,
             self._frame_count,
             self._fps,
         )
@@ -135,18 +139,18 @@ class FileSource(Source):
         last_kept = None  # timestamp of the last frame the cap let through
         index = self.start_frame - 1
         failed: list[int] = []  # indices of the current run of undecodable frames
-        while self._capture is not None and (
+        while self._state == "live" and (
             self.max_frames is None or index - self.start_frame + 1 < self.max_frames
         ):
             index += 1
             image = self._next_image()
-            if image is None and self.loop and index > 1 and self._rewind():
+            if image is None and self.loop and index > 1 and self._at_end() and self._rewind():
                 image = self._next_image()
             if image is None:
                 if self._frame_count and index > self._frame_count:
                     break  # past the end the container states: a plain end of file
                 failed.append(index)
-                if len(failed) >= MAX_CONSECUTIVE_FAILURES:
+                if self.max_consecutive_failures and len(failed) >= self.max_consecutive_failures:
                     break
                 continue
             self._count_failed(failed)
@@ -163,7 +167,7 @@ class FileSource(Source):
             logger.warning(
                 "camera %s: %s is unreadable from frame %d on; ending it",
                 self.camera_id,
-                self.path,
+                self.name,
                 failed[0],
             )
         self.close()
@@ -173,7 +177,7 @@ class FileSource(Source):
             return
         self.frames_failed += len(failed)
         span = f"{failed[0]}" if len(failed) == 1 else f"{failed[0]}-{failed[-1]}"
-        logger.warning("camera %s: frame %s of %s failed to decode; skipped", self.camera_id, span, self.path)
+        logger.warning("camera %s: frame %s of %s failed to decode; skipped", self.camera_id, span, self.name)
 
     def close(self) -> None:
         """Release the file; safe to call more than once."""
@@ -182,6 +186,10 @@ class FileSource(Source):
             self._capture = None
         self._first = None
         self._state = "ended"
+
+    def _at_end(self) -> bool:
+        """Whether a failed read may be the end of the file (a video cannot tell it from a bad frame)."""
+        return True
 
     def _rewind(self) -> bool:
         """Loop: seek back to `start_frame`; frame indices and times keep counting up across laps."""
