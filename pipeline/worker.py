@@ -100,8 +100,8 @@ class CameraWorker:
                 reason = "stopped"
             elif getattr(self.source, "error", None) is not None:  # a live source that gave up
                 reason = f"error: {self.source.error}"
-        except PipelineError as e:
-            log.error("%s", e)
+        except PipelineError as e:  # reported once, by whoever reads the CameraFinished reason
+            log.debug("camera %s stopped: %s", self.camera_id, e)
             reason = f"error: {e}"
         finally:
             self.source.close()
@@ -110,7 +110,11 @@ class CameraWorker:
         for ended in self.tracker.finish(last_index, last_time):
             outbox.put(ended)
         if self.video is not None:
-            self.video.close()
+            try:
+                self.video.close()
+            except PipelineError as e:
+                if not reason.startswith("error"):
+                    reason = f"error: camera {self.camera_id}: {e}"
         finished = CameraFinished(self.camera_id, self.frames, reason, self.stats())
         outbox.put(finished)
         if report is not None:
@@ -160,7 +164,10 @@ class CameraWorker:
             t = self.timer.add("send", t)
             self._read_assignments(inbox)
             if self.video is not None:
-                self.video.write(frame, tracks, self.labels)
+                try:
+                    self.video.write(frame, tracks, self.labels)
+                except PipelineError as e:
+                    raise PipelineError(f"camera {self.camera_id}: {e}") from None
                 t = self.timer.add("video", t)
             self.frames += 1
 

@@ -44,6 +44,7 @@ class AnnotatedVideoWriter:
         # Encoding runs on a thread of its own (OpenCV releases the GIL), overlapping the next detection.
         self._pending: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=ENCODE_QUEUE)
         self._encoder: threading.Thread | None = None
+        self._error: str | None = None  # why encoding failed, if it did
 
     def write(self, frame: Frame, tracks: Tracks, labels: dict[int, int]) -> None:
         """Draw `tracks` on the frame; `labels` maps local track id -> global id where one is known."""
@@ -74,25 +75,56 @@ class AnnotatedVideoWriter:
         self.frames_written += 1
 
     def _open(self, image: np.ndarray) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         height, width = image.shape[:2]
+        partial = partial_path(self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise PipelineError(
+                f"output video {self.path}: cannot create its folder ({e.strerror})"
+            ) from None
         fourcc = cv2.VideoWriter_fourcc(*self.codec)
-        self._writer = cv2.VideoWriter(str(partial_path(self.path)), fourcc, self.fps, (width, height))
-        if not self._writer.isOpened():
-            raise PipelineError(f"{self.path}: cannot open a video writer with codec {self.codec!r}")
-        self._encoder = threading.Thread(target=self._encode, args=(self._writer,), daemon=True)
+        writer = cv2.VideoWriter(str(partial), fourcc, self.fps, (width, height))
+        if not writer.isOpened():
+            writer.release()
+            partial.unlink(missing_ok=True)
+            raise PipelineError(
+                f"output video {self.path}: cannot open a video writer with codec {self.codec!r} for "
+                f"{width}x{height} frames; choose another output.codec or output.container, "
+                "or turn output.video off"
+            )
+        self._writer = writer
+        self._encoder = threading.Thread(target=self._encode, args=(writer,), daemon=True)
         self._encoder.start()
 
     def _encode(self, writer: cv2.VideoWriter) -> None:
         while (image := self._pending.get()) is not None:
-            writer.write(image)
+            if self._error is not None:
+                continue  # keep draining so that write() never blocks on a dead encoder
+            try:
+                writer.write(image)
+            except cv2.error as e:
+                self._error = f"output video {self.path}: encoding failed ({str(e).strip()})"
 
     def close(self) -> None:
-        """Finish the file and move it to its final name."""
-        if self._writer is not None:
-            self._pending.put(None)
+        """Finish the file and move it to its final name; safe to call more than once and after a failure.
+
+        Raises PipelineError when the video could not be finished.
+        """
+        writer, self._writer = self._writer, None
+        if writer is None:
+            return
+        self._pending.put(None)
+        if self._encoder is not None:
             self._encoder.join()
-            self._writer.release()
-            self._writer = None
+            self._encoder = None
+        writer.release()
+        if self._error is not None:
+            raise PipelineError(self._error)
+        try:
             os.replace(partial_path(self.path), self.path)
-            log.debug("wrote %s (%d frames)", self.path, self.frames_written)
+        except OSError as e:
+            raise PipelineError(
+                f"output video {self.path}: cannot move it into place ({e.strerror})"
+            ) from None
+        log.debug("wrote %s (%d frames)", self.path, self.frames_written)
