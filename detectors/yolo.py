@@ -125,6 +125,102 @@ def resolve_weights(weights: str | Path) -> str:
     )
 
 
+def check_weights(weights: str | Path) -> str:
+    """Resolve `weights` as the detector will and check, without ultralytics, that the file is a YOLO detector.
+
+    An ONNX file is opened with onnxruntime: it must take images (N, 3, H, W) and return the (N, 4 + classes,
+    anchors) boxes of an Ultralytics export, so a re-ID model or a foreign detector is refused. A .pt file must
+    be a torch zip archive that pickles an Ultralytics model (its pickle is scanned, never run). A bare name left
+    for ultralytics to download and .engine files are not opened. Returns what `resolve_weights` returns.
+    """
+    resolved = resolve_weights(weights)
+    path = Path(resolved)
+    if not path.is_file():  # a bare name ultralytics downloads
+        return resolved
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        _check_onnx(path)
+    elif suffix == ".pt":
+        _check_pt(path)
+    elif path.stat().st_size == 0:
+        raise WeightsError(f"detector weights {path} are an empty file")
+    return resolved
+
+
+_EXPECTED = "a YOLO detector takes images (N, 3, H, W) and returns boxes (N, 4 + classes, anchors)"
+
+
+def _check_onnx(path: Path) -> None:
+    import onnxruntime as ort
+
+    try:
+        session = ort.InferenceSession(str(path), session_options(1), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own types for files that are not ONNX models
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise WeightsError(
+            f"detector weights {path} are not a loadable ONNX model ({exc.__class__.__name__}: {first[:160]})"
+        ) from None
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    in_shape = list(inputs[0].shape) if inputs else []
+    if len(inputs) != 1 or len(in_shape) != 4 or in_shape[1] != 3:
+        raise WeightsError(
+            f"detector weights {path} are not a detector: inputs {[list(i.shape) for i in inputs]}; {_EXPECTED}"
+        )
+    out_shape = list(outputs[0].shape)
+    metadata = session.get_modelmeta().custom_metadata_map
+    task = metadata.get("task")
+    if len(out_shape) != 3:
+        raise WeightsError(
+            f"detector weights {path} are not a detector: output {outputs[0].name!r} has shape {out_shape}; "
+            f"{_EXPECTED}"
+        )
+    if task is not None:  # an Ultralytics export says what it is
+        if task != "detect":
+            raise WeightsError(
+                f"detector weights {path} are an Ultralytics {task!r} model; give a 'detect' model"
+            )
+        return
+    channels, anchors = out_shape[1], out_shape[2]
+    if isinstance(channels, int) and isinstance(anchors, int) and not 5 <= channels < anchors:
+        raise WeightsError(
+            f"detector weights {path} are not an Ultralytics YOLO export: output shape {out_shape}, no "
+            f"Ultralytics metadata; {_EXPECTED}"
+        )
+
+
+def _check_pt(path: Path) -> None:
+    import pickletools
+    import zipfile
+
+    not_yolo = f"detector weights {path} are not an Ultralytics YOLO checkpoint"
+    if not zipfile.is_zipfile(path):
+        raise WeightsError(
+            f"{not_yolo}: not a torch zip archive; give a .pt saved by ultralytics, or an .onnx"
+        )
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = [n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
+            data = archive.read(names[0]) if names else b""
+        globals_ = _pickled_globals(pickletools.genops(data)) if data else set()
+    except Exception as exc:  # a damaged archive or pickle
+        raise WeightsError(f"{not_yolo}: cannot read it ({exc.__class__.__name__}: {exc})") from None
+    if not any(name.startswith("ultralytics.nn.") for name in globals_):
+        raise WeightsError(f"{not_yolo}: it holds no Ultralytics model")
+
+
+def _pickled_globals(ops) -> set[str]:
+    """`module.name` of every class or function a pickle refers to, read from its opcodes (nothing is run)."""
+    found, strings = set(), []
+    for opcode, arg, _ in ops:
+        if opcode.name == "GLOBAL":
+            found.add(str(arg).replace(" ", "."))
+        elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+            found.add(f"{strings[-2]}.{strings[-1]}")
+        elif isinstance(arg, str):
+            strings.append(arg)
+    return found
+
+
 def _to_detections(boxes) -> Detections:
     """Convert an ultralytics Boxes object to our columnar Detections."""
     if boxes is None or len(boxes) == 0:

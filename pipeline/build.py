@@ -20,17 +20,44 @@ def resolve_device(device: str) -> str:
 
 
 def check_weights(config: RunConfig) -> None:
-    """Fail fast, before any process starts, when a configured weights file does not exist."""
-    checks = []
-    if config.detector.name == "yolo":
-        checks.append(("detector.weights", config.detector.weights))
-    if config.reid.embedder == "onnx" or config.reid.weights:
-        checks.append(("reid.weights", config.reid.weights))
-    for key, weights in checks:
-        path = Path(weights)
+    """Open every configured weights file before any process starts, with the loaders' own resolution.
+
+    A missing file, or one that is not the model its key needs (a detector for detector.weights, a re-ID
+    model for reid.weights), is a WeightsError naming the key and the path. A `vpm` embedder is built once
+    here on the CPU, so a checkpoint or tag that cannot load fails before any camera starts.
+    """
+
+    def require_file(key: str, weights: str | None, bare_name_ok: bool = False) -> None:
+        path = Path(weights or "").expanduser()
         # A bare name such as yolov8n.pt is left to the backing library, which downloads it.
-        if (path.parent != Path(".") or key == "reid.weights") and not path.is_file():
+        if bare_name_ok and path.parent == Path(".") and str(weights) == path.name and not path.exists():
+            return
+        if not path.is_file():
             raise WeightsError(f"{key}: weights file {weights} not found; give the path to a local file")
+
+    reid = config.reid
+    key = "detector.weights"
+    try:
+        if config.detector.name == "yolo":
+            from detectors.yolo import check_weights as check_detector
+
+            require_file(key, config.detector.weights, bare_name_ok=True)
+            check_detector(config.detector.weights)
+        key = "reid.weights"
+        if reid.embedder == "onnx":
+            from pipeline.embedders.onnx import check_weights as check_onnx
+
+            require_file(key, reid.weights)
+            check_onnx(reid.weights, input_size=reid.input_size)
+        elif reid.embedder == "vpm":
+            from pipeline.embedders.vpm import check_weights as check_vpm
+
+            if reid.weights:
+                require_file(key, reid.weights)
+            check_vpm(checkpoint=reid.weights, model=reid.model, pretrained=reid.pretrained)
+    except WeightsError as exc:
+        message = str(exc)
+        raise WeightsError(message if message.startswith(f"{key}:") else f"{key}: {message}") from None
 
 
 def build_source(camera: CameraConfig, max_frames: int | None = None):

@@ -12,7 +12,7 @@ import pytest
 
 from detectors import create_detector, list_detectors
 from detectors.base import Detector
-from detectors.yolo import resolve_weights
+from detectors.yolo import check_weights, resolve_weights
 from pipeline.errors import PipelineError, WeightsError
 from pipeline.messages import Detections
 
@@ -111,6 +111,48 @@ def test_bare_ultralytics_name_is_left_to_ultralytics(tmp_path: Path, monkeypatc
         resolve_weights("yolov8n.onnx")  # exports are never downloaded: it must be a local file
     with pytest.raises(WeightsError, match="unsupported format"):
         resolve_weights("weights/yolov8n.tflite")
+
+
+def test_check_weights_accepts_ultralytics_exports_and_checkpoints(assets: Path, tmp_path: Path, monkeypatch):
+    onnx = assets / "models" / "yolov8n_int8.onnx"
+    assert check_weights(onnx) == str(onnx)
+    # A real Ultralytics checkpoint, built offline from the package's model YAML (random weights).
+    script = "from ultralytics import YOLO; YOLO('yolov8n.yaml').save('yolo_random.pt')"
+    subprocess.run([sys.executable, "-c", script], cwd=tmp_path, check=True, capture_output=True, timeout=300)
+    assert check_weights(tmp_path / "yolo_random.pt") == str(tmp_path / "yolo_random.pt")
+    monkeypatch.chdir(tmp_path)
+    assert check_weights("yolov8n.pt") == "yolov8n.pt"  # a bare name is left to ultralytics to download
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (lambda p: p.with_suffix(".onnx").write_text("not a model"), "not a loadable ONNX model"),
+        (lambda p: p.with_suffix(".pt").write_text("not a model"), "not a torch zip archive"),
+        (lambda p: torch_save_plain(p.with_suffix(".pt")), "holds no Ultralytics model"),
+        (lambda p: p.with_suffix(".engine").write_bytes(b""), "empty file"),
+    ],
+    ids=["text-onnx", "text-pt", "plain-torch", "empty-engine"],
+)
+def test_check_weights_refuses_files_that_are_not_yolo_detectors(tmp_path: Path, make, expected: str):
+    make(tmp_path / "weights")
+    path = next(tmp_path.iterdir())
+    with pytest.raises(WeightsError, match=expected) as info:
+        check_weights(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_check_weights_refuses_a_reid_model_and_a_foreign_detector(assets: Path):
+    with pytest.raises(WeightsError, match=r"not a detector: output 'output' has shape \['batch', 512\]"):
+        check_weights(assets / "models" / "osnet_x0_25_msmt17.onnx")
+    with pytest.raises(WeightsError, match=r"not an Ultralytics YOLO export"):
+        check_weights(assets / "models" / "yolox_nano.onnx")
+
+
+def torch_save_plain(path: Path) -> None:
+    import torch
+
+    torch.save({"model": {"w": torch.zeros(2)}}, path)
 
 
 def test_hog_finds_people_on_an_upscaled_frame(pets_frames, pets_gt):

@@ -13,7 +13,7 @@ import pytest
 from pets_crops import identity_crops
 
 from pipeline.embedders import Embedder, create_embedder, list_embedders
-from pipeline.embedders.onnx import OnnxEmbedder
+from pipeline.embedders.onnx import OnnxEmbedder, check_weights
 from pipeline.errors import ConfigError, WeightsError
 
 OSNET = Path("models") / "osnet_x0_25_msmt17.onnx"
@@ -194,3 +194,23 @@ def test_osnet_tells_pets_identities_apart(assets):
     assert np.mean(np.array(gaps) > 0) >= 0.8, (
         f"same-id similarity lost for some ids: gaps {np.round(gaps, 3)}"
     )
+
+
+def test_check_weights_refuses_a_detector_and_accepts_a_reid_model(assets):
+    detector = assets / "models" / "yolov8n_int8.onnx"
+    with pytest.raises(
+        WeightsError,
+        match=r"yolov8n_int8\.onnx is not a re-ID model: its output 'output0' has shape \[1, 84, 8400\]",
+    ):
+        check_weights(detector, input_size=(640, 640))
+    osnet = assets / "models" / "osnet_x0_25_msmt17.onnx"
+    assert check_weights(osnet) == osnet
+    with pytest.raises(ConfigError, match=r"set input_size to \(256, 128\)"):
+        check_weights(osnet, input_size=(128, 64))
+
+
+def test_check_weights_and_the_embedder_expand_a_tilde(assets, tmp_path, monkeypatch):
+    (tmp_path / "osnet.onnx").symlink_to(assets / "models" / "osnet_x0_25_msmt17.onnx")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert check_weights("~/osnet.onnx") == tmp_path / "osnet.onnx"
+    assert OnnxEmbedder("~/osnet.onnx").dim == 512

@@ -40,7 +40,10 @@ class VPMEmbedder:
             logger.warning("vpm embedder has no checkpoint or pretrained weights: its embeddings are random")
         self.device = resolve_device(device)
         self.batch_size = int(batch_size)
-        self.model = create_model(model, pretrained=checkpoint if checkpoint is not None else pretrained)
+        try:
+            self.model = create_model(model, pretrained=checkpoint if checkpoint is not None else pretrained)
+        except KeyError as exc:  # an unknown model name; the message lists the close matches
+            raise ConfigError(f"vpm embedder model: {exc.args[0] if exc.args else exc}") from None
         self.model.eval().to(self.device)
         self.dim = int(self.model.embed_dim)
         self.input_size = tuple(self.model.input_size)
@@ -71,3 +74,25 @@ class VPMEmbedder:
                 images = self.preprocess(crops[start : start + self.batch_size])
                 outputs.append(self.model.encode(images).float().cpu().numpy())
         return l2_normalize(np.concatenate(outputs))  # renormalise: fp16 rounding moves norms slightly
+
+
+def check_weights(
+    checkpoint: str | os.PathLike | None = None,
+    model: str = "vpm_vit_b16",
+    pretrained: str | os.PathLike | None = None,
+) -> None:
+    """Build the embedder once on the CPU, as the re-ID stage will: a checkpoint or tag that cannot load fails here.
+
+    Loading is the only complete check of a VPM-Net checkpoint (its architecture must fit the model's), so this
+    costs one model build; with neither weights nor a tag there is nothing to load and only the name is checked.
+    """
+    from reid.models.registry import check_model_name
+
+    try:
+        check_model_name(model)
+    except KeyError as exc:
+        raise ConfigError(f"vpm embedder model: {exc.args[0]}") from None
+    if checkpoint is None and pretrained is None:
+        return
+    embedder = VPMEmbedder(checkpoint=checkpoint, model=model, pretrained=pretrained, device="cpu")
+    del embedder

@@ -41,11 +41,16 @@ def list_models() -> list[str]:
 
 def create_model(name: str, pretrained: str | os.PathLike | None = None, **overrides: Any) -> VPMNet:
     """Build a registered model; `pretrained` is an open_clip tag, a checkpoint path, or None (random init)."""
+    check_model_name(name)
+    return _MODELS[name](pretrained=pretrained, **overrides)
+
+
+def check_model_name(name: str) -> None:
+    """KeyError listing the close matches when no model is registered under `name`."""
     if name not in _MODELS:
         close = difflib.get_close_matches(name, list(_MODELS), n=3, cutoff=0.4)
         hint = f"did you mean {', '.join(close)}?" if close else f"choose from {', '.join(list_models())}"
         raise KeyError(f"unknown model {name!r}; {hint}")
-    return _MODELS[name](pretrained=pretrained, **overrides)
 
 
 def build_vpm(config: VPMConfig, pretrained: str | os.PathLike | None = None, **overrides: Any) -> VPMNet:
