@@ -9,14 +9,25 @@ from pipeline.errors import WeightsError
 
 
 def resolve_device(device: str) -> str:
-    """The device to run on: "auto" means "cuda" where a CUDA device is visible, else "cpu"."""
-    if device != "auto":
+    """The device to run on: "auto" means "cuda" where a CUDA device is visible, else "cpu".
+
+    "cuda" without a visible CUDA device is a ConfigError, before any process starts.
+    """
+    from pipeline.errors import ConfigError
+
+    if device == "cpu":
         return device
     try:
         import torch
+
+        visible = torch.cuda.is_available()
     except ImportError:
-        return "cpu"
-    return "cuda" if torch.cuda.is_available() else "cpu"
+        visible = False
+    if device == "auto":
+        return "cuda" if visible else "cpu"
+    if not visible:
+        raise ConfigError(f"device: {device} requested but no CUDA device is visible")
+    return device
 
 
 def check_weights(config: RunConfig) -> None:

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
+import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pipeline.errors import ConfigError
-from pipeline.typed_config import apply_override, build, expand_env, read_yaml
+from pipeline.ids import check_id
+from pipeline.typed_config import apply_override, bounded, build, expand_env, read_yaml
+
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")  # rtsp://, file://, and typos such as rtsp:/
 
 
 @dataclass(frozen=True)
@@ -18,43 +25,44 @@ class CameraConfig:
 
     id: str
     source: str | int
-    fps: float | None = None  # processing cap; None processes every frame
+    fps: float | None = bounded(None, gt=0)  # processing cap; None processes every frame
     transport: Literal["tcp", "udp"] = "tcp"  # RTP transport of rtsp:// sources
     frame_policy: Literal["auto", "all", "latest"] = "auto"  # auto: all for files, latest for streams
-    start_frame: int = 1
-    max_frames: int | None = None  # files: frames read; streams: frames processed
+    start_frame: int = bounded(1, ge=1)
+    max_frames: int | None = bounded(None, ge=1)  # files: frames read; streams: frames processed
     loop: bool = False  # files: start again at the end (soak tests, demos)
     time_offset_s: float = 0.0  # files: added to frame times, to place several files on one clock
     detections: str | None = None  # MOTChallenge det.txt for the `mot` detector
     reconnect: bool = True
-    max_retries: int | None = None  # None: retry forever
-    read_timeout_s: float = 5.0
+    max_retries: int | None = bounded(None, ge=0)  # None: retry forever
+    read_timeout_s: float = bounded(5.0, gt=0, le=86_400)  # the capture takes it in int milliseconds
 
 
 @dataclass(frozen=True)
 class DetectorConfig:
     name: Literal["yolo", "hog", "mot"] = "yolo"
     weights: str | None = None
-    confidence: float = 0.25
-    iou: float = 0.7
-    imgsz: int = 640
-    batch: int = 1  # frames per detector call
+    confidence: float = bounded(0.25, ge=0, le=1)
+    iou: float = bounded(0.7, ge=0, le=1)
+    imgsz: int = bounded(640, gt=0, multiple_of=32)  # YOLO strides divide it
+    batch: int = bounded(1, ge=1)  # frames per detector call
 
 
 @dataclass(frozen=True)
 class TrackerConfig:
     method: Literal["bytetrack", "botsort"] = "bytetrack"
-    params: dict[str, Any] = field(default_factory=dict)  # ultralytics tracker settings
+    # ultralytics tracker settings, checked against pipeline.tracking.TRACKER_PARAMS[method]
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class SamplerConfig:
-    min_height: int = 64
-    min_confidence: float = 0.4
-    every_k: int = 5
-    max_per_track: int = 16
-    edge_margin: int = 4
-    max_overlap: float = 0.3
+    min_height: int = bounded(64, ge=0)
+    min_confidence: float = bounded(0.4, ge=0, le=1)
+    every_k: int = bounded(5, ge=1)
+    max_per_track: int = bounded(16, ge=1)
+    edge_margin: int = bounded(4, ge=0)
+    max_overlap: float = bounded(0.3, ge=0, le=1)
 
 
 @dataclass(frozen=True)
@@ -63,21 +71,21 @@ class ReIDConfig:
     weights: str | None = None  # onnx model, or a VPM-Net checkpoint
     model: str = "vpm_vit_b16"  # vpm only
     pretrained: str | None = None  # vpm only: an open_clip tag
-    input_size: tuple[int, int] = (256, 128)
+    input_size: tuple[int, int] = bounded((256, 128), gt=0)
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    std: tuple[float, float, float] = bounded((0.229, 0.224, 0.225), nonzero=True)
     channel_order: Literal["rgb", "bgr"] = "rgb"
-    scale: float = 1 / 255
-    max_batch: int = 32
-    max_wait_ms: float = 20.0
+    scale: float = bounded(1 / 255, gt=0)
+    max_batch: int = bounded(32, ge=1)
+    max_wait_ms: float = bounded(20.0, ge=0)
 
 
 @dataclass(frozen=True)
 class MatcherConfig:
-    threshold: float = 0.85
-    min_embeddings: int = 3
-    revise_every: int = 4
-    top_k: int = 20
+    threshold: float = bounded(0.85, ge=-1, le=1)  # a cosine similarity
+    min_embeddings: int = bounded(3, ge=1)
+    revise_every: int = bounded(4, ge=1)
+    top_k: int = bounded(20, ge=1)
 
 
 @dataclass(frozen=True)
@@ -88,8 +96,8 @@ class TransitionConfig:
 
     source: str
     target: str
-    min_s: float = 0.0
-    max_s: float = 60.0
+    min_s: float = bounded(0.0, ge=0)
+    max_s: float = bounded(60.0, ge=0)
 
 
 @dataclass(frozen=True)
@@ -102,25 +110,27 @@ class TopologyConfig:
 class StoreConfig:
     path: str | None = None  # None: OUT/store
     index: Literal["auto", "flat", "hnsw"] = "auto"
-    approximate_threshold: int = 50_000
-    max_prototypes: int = 8
-    retention_days: float | None = None
+    approximate_threshold: int = bounded(50_000, ge=0)
+    max_prototypes: int = bounded(8, ge=1)
+    retention_days: float | None = bounded(None, ge=0)
+    # The store commits at least this often: what kill -9 can lose. A queue timeout, hence the cap.
+    commit_interval_s: float = bounded(1.0, gt=0, le=3_600)
 
 
 @dataclass(frozen=True)
 class OutputConfig:
     video: bool = True
     container: Literal["avi", "mp4", "mkv"] = "avi"  # avi and mkv stay readable if the run is killed
-    codec: str = "mp4v"
-    trail: int = 20  # trail length in frames
+    codec: str = "mp4v"  # FourCC; load() checks that OpenCV can write it into the container
+    trail: int = bounded(20, ge=0)  # trail length in frames
     events: bool = True
 
 
 @dataclass(frozen=True)
 class RunnerConfig:
-    queue_size: int = 64
+    queue_size: int = bounded(64, ge=1, le=100_000)  # multiprocessing queues cap their size below 2**31
     progress: bool = True
-    progress_interval_s: float = 2.0
+    progress_interval_s: float = bounded(2.0, gt=0)
 
 
 @dataclass(frozen=True)
@@ -142,40 +152,85 @@ class RunConfig:
 
 
 def load(path: str | Path, overrides: list[str] = ()) -> RunConfig:
-    """Read a cameras.yaml, apply `key=value` overrides, validate and return the frozen config."""
+    """Read a cameras.yaml, apply `key=value` overrides, validate and return the frozen config.
+
+    Relative file paths (sources, detections, weights, store.path), from the file or from `overrides`,
+    resolve against the config file's folder; `~` is the home folder.
+    """
     raw = read_yaml(path)
+    if raw is None:
+        raise ConfigError(f"{path}: the config is empty")
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {_type_name(raw)}")
     for item in overrides:
         apply_override(raw, item)
-    raw = expand_env(raw, "")
     try:
-        return from_dict(raw)
+        return from_dict(expand_env(raw, ""), base_dir=Path(os.path.abspath(path)).parent)
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
 
 
-def from_dict(raw: dict) -> RunConfig:
-    """Validate a plain mapping into a RunConfig."""
-    config = build(RunConfig, raw)
+def from_dict(raw: dict, base_dir: Path | None = None) -> RunConfig:
+    """Validate a plain mapping into a RunConfig; relative paths resolve against `base_dir` where given."""
+    config = _resolve_paths(build(RunConfig, raw), base_dir)
     _check_semantics(config)
+    _check_files(config)
+    if config.output.video:
+        _check_codec(config.output.codec, config.output.container)
     return config
 
 
+def _resolve_paths(config: RunConfig, base_dir: Path | None) -> RunConfig:
+    """Expand `~` in every file path and, given `base_dir`, make relative ones absolute against it."""
+
+    def resolve(value: str | None) -> str | None:
+        if not value:
+            return value
+        value = os.path.expanduser(value)  # unlike Path.expanduser, leaves an unknown ~user as it is
+        return str(base_dir / value) if base_dir is not None and not os.path.isabs(value) else value
+
+    def resolve_source(source: str | int) -> str | int:
+        # URLs (and mistyped ones: rtsp:/...), webcam indices and "0" stay as they are.
+        if isinstance(source, int) or source.strip().isdecimal() or _SCHEME.match(source):
+            return source
+        return resolve(source)
+
+    detector_weights = config.detector.weights
+    if detector_weights:
+        expanded = resolve(detector_weights)
+        # A bare name such as yolov8n.pt that is not beside the config is ultralytics' to find or fetch.
+        if os.sep in os.path.expanduser(detector_weights) or os.path.exists(expanded):
+            detector_weights = expanded
+    return dataclasses.replace(
+        config,
+        cameras=tuple(
+            dataclasses.replace(c, source=resolve_source(c.source), detections=resolve(c.detections))
+            for c in config.cameras
+        ),
+        detector=dataclasses.replace(config.detector, weights=detector_weights),
+        reid=dataclasses.replace(config.reid, weights=resolve(config.reid.weights)),
+        store=dataclasses.replace(config.store, path=resolve(config.store.path)),
+    )
+
+
 def _check_semantics(config: RunConfig) -> None:
+    """The checks that span fields: camera ids, topology, what each detector and embedder needs."""
     if not config.cameras:
         raise ConfigError("cameras: at least one camera is required")
     seen: dict[str, int] = {}
     for i, camera in enumerate(config.cameras):
-        if not re.fullmatch(r"[A-Za-z0-9_.-]+", camera.id):
-            raise ConfigError(f"cameras[{i}].id: {camera.id!r} may use only letters, digits, '_', '-', '.'")
+        check_id(camera.id, f"cameras[{i}].id")  # ids name files: the rule every tool shares
         if camera.id in seen:
             raise ConfigError(
                 f"cameras[{i}].id: duplicate camera id {camera.id!r} (also cameras[{seen[camera.id]}])"
             )
         seen[camera.id] = i
-        if camera.fps is not None and camera.fps <= 0:
-            raise ConfigError(f"cameras[{i}].fps: must be > 0, got {camera.fps}")
+        if isinstance(camera.source, int) and camera.source < 0:
+            raise ConfigError(f"cameras[{i}].source: a webcam index must be >= 0, got {camera.source}")
+        if isinstance(camera.source, str) and not camera.source.strip():
+            raise ConfigError(
+                f"cameras[{i}].source: empty; give a video file, a stream URL or a webcam index"
+            )
     ids = set(seen)
     for i, pair in enumerate(config.topology.overlaps):
         for camera_id in pair:
@@ -195,6 +250,76 @@ def _check_semantics(config: RunConfig) -> None:
         for i, camera in enumerate(config.cameras):
             if not camera.detections:
                 raise ConfigError(f"cameras[{i}].detections: the mot detector needs a det.txt per camera")
+    _check_tracker_params(config.tracker)
+    codec = config.output.codec
+    if len(codec) != 4 or not codec.isascii() or not codec.isprintable():
+        raise ConfigError(
+            f"output.codec: a FourCC is exactly 4 ASCII characters (such as mp4v), got {codec!r}"
+        )
+
+
+def _check_tracker_params(tracker: TrackerConfig) -> None:
+    """`tracker.params` against the settings of the chosen ultralytics tracker: names, types, ranges."""
+    from pipeline.tracking import TRACKER_PARAMS  # numpy only; ultralytics loads when a tracker is built
+
+    build(TRACKER_PARAMS[tracker.method], tracker.params, "tracker.params")
+
+
+def _check_files(config: RunConfig) -> None:
+    """Files the run reads or writes that can be checked without opening a stream or a model."""
+    if config.detector.name == "mot":
+        for i, camera in enumerate(config.cameras):
+            if not os.path.isfile(camera.detections):
+                raise ConfigError(f"cameras[{i}].detections: no such file {camera.detections}")
+    if config.store.path:
+        _check_writable_file(Path(config.store.path), "store.path")
+
+
+def _check_writable_file(path: Path, where: str) -> None:
+    """`path` is a file that exists or can be created (its first existing ancestor a writable folder)."""
+    try:
+        if path.is_dir():
+            raise ConfigError(f"{where}: {path} is a folder; give the SQLite file to keep the store in")
+        existing = path if path.exists() else next(p for p in path.parents if p.exists())
+        if existing is not path and not existing.is_dir():
+            raise ConfigError(f"{where}: {existing} is not a folder, so {path} cannot be created")
+        if not os.access(existing, os.W_OK):
+            raise ConfigError(f"{where}: {existing} is not writable")
+    except OSError as e:  # a name too long, a loop of links
+        raise ConfigError(f"{where}: cannot use {path} ({e.strerror})") from None
+
+
+@functools.lru_cache(maxsize=8)
+def _check_codec(codec: str, container: str) -> None:
+    """Open an OpenCV video writer with `codec` on a scratch file: a codec the build lacks fails here."""
+    import tempfile
+
+    import cv2
+
+    with tempfile.TemporaryDirectory() as scratch, _stderr_silenced():
+        writer = cv2.VideoWriter(
+            os.path.join(scratch, f"probe.{container}"), cv2.VideoWriter_fourcc(*codec), 25.0, (64, 64)
+        )
+        opened = writer.isOpened()
+        writer.release()
+    if not opened:
+        raise ConfigError(
+            f"output.codec: this OpenCV build cannot write {codec!r} into .{container} files; "
+            "mp4v and MJPG work in avi, mp4v in mp4 and mkv"
+        )
+
+
+@contextlib.contextmanager
+def _stderr_silenced() -> Iterator[None]:
+    """Point file descriptor 2 at /dev/null: FFmpeg and OpenCV print their own complaints there."""
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def to_dict(config: RunConfig) -> dict:
@@ -206,3 +331,7 @@ def to_dict(config: RunConfig) -> dict:
         if isinstance(camera["source"], str):
             camera["source"] = redact_url(camera["source"])
     return data
+
+
+def _type_name(value: Any) -> str:
+    return {dict: "mapping", list: "list"}.get(type(value), type(value).__name__)

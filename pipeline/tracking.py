@@ -2,31 +2,53 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 import os
+from dataclasses import dataclass
 from types import SimpleNamespace
+from typing import Literal
 
 import numpy as np
 
 from pipeline.messages import Detections, Frame, TrackEnded, Tracks
+from pipeline.typed_config import bounded
 
 logger = logging.getLogger(__name__)
 
-_BYTETRACK = {
-    "track_high_thresh": 0.25,
-    "track_low_thresh": 0.1,
-    "new_track_thresh": 0.25,
-    "track_buffer": 30,
-    "match_thresh": 0.8,
-    "fuse_score": True,
-}
-# BoT-SORT without its ReID branch (our ReIDStage links identities) and without global motion
-# compensation: our cameras are fixed, and GMC ("sparseOptFlow" in botsort.yaml) spends an optical-flow
-# pass per frame to cancel camera motion they do not have. Pass gmc_method="sparseOptFlow" for moving ones.
-_BOTSORT = {**_BYTETRACK, "gmc_method": "none", "proximity_thresh": 0.5, "appearance_thresh": 0.8}
 
-TRACKER_DEFAULTS: dict[str, dict[str, object]] = {"bytetrack": _BYTETRACK, "botsort": _BOTSORT}
+@dataclass(frozen=True)
+class ByteTrackParams:
+    """The settings of ultralytics' bytetrack.yaml, with its defaults and the values each allows."""
+
+    track_high_thresh: float = bounded(0.25, ge=0, le=1)  # first-stage match: detections at least this sure
+    track_low_thresh: float = bounded(0.1, ge=0, le=1)  # second stage: low-score detections down to this
+    new_track_thresh: float = bounded(0.25, ge=0, le=1)  # an unmatched detection this sure starts a track
+    track_buffer: int = bounded(30, ge=1)  # frames (at 30 fps) a lost track is kept
+    match_thresh: float = bounded(0.8, ge=0, le=1)  # association cost (1 - IoU) accepted
+    fuse_score: bool = True  # fuse detection scores into the IoU cost
+
+
+@dataclass(frozen=True)
+class BotSortParams(ByteTrackParams):
+    """botsort.yaml's settings, without its ReID branch (our ReIDStage links identities).
+
+    Global motion compensation is off by default: our cameras are fixed, and GMC ("sparseOptFlow" in
+    botsort.yaml) spends an optical-flow pass per frame to cancel camera motion they do not have. Pass
+    gmc_method="sparseOptFlow" for moving ones.
+    """
+
+    gmc_method: Literal["none", "sparseOptFlow", "orb", "sift", "ecc"] = "none"
+    proximity_thresh: float = bounded(0.5, ge=0, le=1)
+    appearance_thresh: float = bounded(0.8, ge=0, le=1)
+
+
+# The parameters each tracker method takes (`tracker.params` in cameras.yaml is validated against these).
+TRACKER_PARAMS: dict[str, type[ByteTrackParams]] = {"bytetrack": ByteTrackParams, "botsort": BotSortParams}
+TRACKER_DEFAULTS: dict[str, dict[str, object]] = {
+    method: dataclasses.asdict(params()) for method, params in TRACKER_PARAMS.items()
+}
 
 
 class _UltralyticsBoxes:
@@ -58,7 +80,7 @@ class InCameraTracker:
     """Tracks people inside one camera and numbers its confirmed tracks 1, 2, 3 ... for this run.
 
     Defaults are Ultralytics' bytetrack.yaml / botsort.yaml values (BoT-SORT without ReID and without
-    camera-motion compensation, see TRACKER_DEFAULTS). `frame_rate` is the rate frames reach `update`, so
+    camera-motion compensation, see BotSortParams). `frame_rate` is the rate frames reach `update`, so
     `track_buffer` (frames at 30 fps, as in ByteTrack) keeps a lost track for the same time at any rate.
     """
 
