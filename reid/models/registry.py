@@ -23,7 +23,8 @@ from reid.models.weights import (
 
 logger = logging.getLogger(__name__)
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "models"
+# Variant YAMLs ship inside the package, so a plain (non-editable) install finds them.
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 _MODELS: dict[str, Callable[..., VPMNet]] = {}
 
