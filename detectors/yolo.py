@@ -45,6 +45,9 @@ class YoloDetector:
         self.half = half
         os.environ.setdefault("YOLO_AUTOINSTALL", "false")  # never pip-install at run time
         os.environ.setdefault("YOLO_OFFLINE", "true")
+        # .pt checkpoints load with weights_only=True and ultralytics' allow-list of model classes, so a
+        # checkpoint cannot run code; read when ultralytics is first imported (the detector is built first).
+        os.environ.setdefault("ULTRALYTICS_SAFE_LOAD", "true")
         from ultralytics import YOLO
 
         try:
@@ -206,6 +209,33 @@ def _check_pt(path: Path) -> None:
         raise WeightsError(f"{not_yolo}: cannot read it ({exc.__class__.__name__}: {exc})") from None
     if not any(name.startswith("ultralytics.nn.") for name in globals_):
         raise WeightsError(f"{not_yolo}: it holds no Ultralytics model")
+    foreign = sorted(name for name in globals_ if not name.startswith(_CHECKPOINT_GLOBALS))
+    if foreign:
+        raise WeightsError(
+            f"{not_yolo}: it names {', '.join(foreign[:3])}, which no Ultralytics checkpoint holds; refusing to "
+            "load it, since unpickling it could run code from the file"
+        )
+
+
+# Modules and names an Ultralytics checkpoint's pickle refers to (its model classes, torch tensors and modules,
+# numpy scalars, paths). Loading itself is restricted further by ultralytics' own allow-list.
+_CHECKPOINT_GLOBALS = (
+    "ultralytics.",
+    "torch.",
+    "torchvision.transforms.",
+    "collections.OrderedDict",
+    "numpy.",
+    "pathlib.",
+    "_codecs.encode",
+    "copyreg._reconstructor",
+    "builtins.getattr",
+    "builtins.set",
+    "builtins.frozenset",
+    "builtins.slice",
+    "__builtin__.set",
+    "__builtin__.frozenset",
+    "__builtin__.slice",
+)
 
 
 def _pickled_globals(ops) -> set[str]:

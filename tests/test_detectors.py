@@ -120,6 +120,8 @@ def test_check_weights_accepts_ultralytics_exports_and_checkpoints(assets: Path,
     script = "from ultralytics import YOLO; YOLO('yolov8n.yaml').save('yolo_random.pt')"
     subprocess.run([sys.executable, "-c", script], cwd=tmp_path, check=True, capture_output=True, timeout=300)
     assert check_weights(tmp_path / "yolo_random.pt") == str(tmp_path / "yolo_random.pt")
+    load = "from detectors import create_detector; create_detector('yolo', weights='yolo_random.pt')"
+    subprocess.run([sys.executable, "-c", load], cwd=tmp_path, check=True, capture_output=True, timeout=300)
     monkeypatch.chdir(tmp_path)
     assert check_weights("yolov8n.pt") == "yolov8n.pt"  # a bare name is left to ultralytics to download
 
@@ -147,6 +149,32 @@ def test_check_weights_refuses_a_reid_model_and_a_foreign_detector(assets: Path)
         check_weights(assets / "models" / "osnet_x0_25_msmt17.onnx")
     with pytest.raises(WeightsError, match=r"not an Ultralytics YOLO export"):
         check_weights(assets / "models" / "yolox_nano.onnx")
+
+
+HOSTILE_PT = """
+import sys, torch
+from ultralytics.nn.tasks import DetectionModel
+
+class RunsCode:
+    def __reduce__(self):
+        return (exec, (f"open({sys.argv[2]!r}, 'w').write('code ran')",))
+
+torch.save({"model": DetectionModel, "payload": RunsCode()}, sys.argv[1])
+"""
+
+
+def test_a_yolo_checkpoint_that_would_run_code_is_refused_by_the_check_and_the_loader(tmp_path: Path):
+    evil, marker = tmp_path / "evil.pt", tmp_path / "marker"
+    subprocess.run([sys.executable, "-c", HOSTILE_PT, str(evil), str(marker)], check=True, timeout=300)
+    with pytest.raises(WeightsError, match=r"evil\.pt .*names __builtin__\.exec.*refusing to load it"):
+        check_weights(evil)
+    # The loader itself, in a fresh process as a camera builds it: ultralytics loads .pt files restricted.
+    load = "import sys; from detectors import create_detector; create_detector('yolo', weights=sys.argv[1])"
+    result = subprocess.run(
+        [sys.executable, "-c", load, str(evil)], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode != 0 and "cannot load detector weights" in result.stderr
+    assert not marker.exists(), "code from the checkpoint ran"
 
 
 def torch_save_plain(path: Path) -> None:
