@@ -141,6 +141,11 @@ def check_weights(weights: str | Path) -> str:
     if not path.is_file():  # a bare name ultralytics downloads
         return resolved
     suffix = path.suffix.lower()
+    if suffix not in _FORMATS:
+        raise WeightsError(
+            f"detector weights {path}: {suffix or 'no suffix'} is not a format ultralytics loads "
+            f"({', '.join(_FORMATS)})"
+        )
     if suffix == ".onnx":
         _check_onnx(path)
     elif suffix == ".pt":
@@ -148,6 +153,9 @@ def check_weights(weights: str | Path) -> str:
     elif path.stat().st_size == 0:
         raise WeightsError(f"detector weights {path} are an empty file")
     return resolved
+
+
+_FORMATS = (".pt", ".onnx", ".engine", ".torchscript", ".tflite", ".pb", ".mnn")  # single-file exports
 
 
 _EXPECTED = "a YOLO detector takes images (N, 3, H, W) and returns boxes (N, 4 + classes, anchors)"
