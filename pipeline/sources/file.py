@@ -123,7 +123,7 @@ class FileSource(Source):
             raise SourceError(f"{where} has no decodable frame; is it a video?")
         self._first = image
         self._state = "live"
-        logger.info(
+        logger.debug(
             "camera %s: opened %s (%d frames, %.2f fps)",
             self.camera_id,
             self.name,

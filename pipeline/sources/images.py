@@ -87,7 +87,7 @@ class ImageSequenceSource(FileSource):
         self._decoded_this_lap = 0
         self._fps, origin = self._frame_rate(folder)
         self._state = "live"
-        logger.info(
+        logger.debug(
             "camera %s: opened %s (%d images, %.2f fps from %s)",
             self.camera_id,
             self.name,

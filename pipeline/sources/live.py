@@ -251,11 +251,9 @@ class LiveSource(Source):
             return
         self._state = state
         self._records.append(StateChange(time.time(), self.camera_id, state, detail))
-        if state == "failed":
-            logger.error("%s", detail)  # the error names the camera and the redacted URL
-        else:
-            level = logging.WARNING if state == "retrying" else logging.INFO
-            logger.log(level, "camera %s: %s %s", self.camera_id, state, detail)
+        # A failure is reported once, by whoever reads `error` (the runner names the camera).
+        level = {"retrying": logging.WARNING, "failed": logging.DEBUG}.get(state, logging.INFO)
+        logger.log(level, "camera %s: %s %s", self.camera_id, state, detail)
         with self._cond:
             self._cond.notify_all()
 
