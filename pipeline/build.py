@@ -186,6 +186,7 @@ def build_matcher(config: RunConfig, store, session: int):
         top_k=m.top_k,
         overlaps=topology.overlaps,
         transitions={(t.source, t.target): (t.min_s, t.max_s) for t in topology.transitions},
+        commit_interval_s=config.store.commit_interval_s,
     )
 
 

@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("YOLO_AUTOINSTALL", "false")
     os.environ.setdefault("YOLO_OFFLINE", "true")
     os.environ.setdefault("YOLO_VERBOSE", "false")
+    os.environ.setdefault("ULTRALYTICS_SAFE_LOAD", "true")  # .pt weights may not run code when unpickled
     # FFmpeg's and OpenCV's own messages: we report problems ourselves, in one line.
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
@@ -35,10 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in _DELEGATED:
         return _guard(lambda: _DELEGATED[argv[0]](argv[1:]))
     args = _parser().parse_args(argv)
-    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    verbose, quiet = getattr(args, "verbose", False), getattr(args, "quiet", False)
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     # Our own packages log at `level`; third-party libraries only their warnings unless --verbose.
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
+        level=logging.DEBUG if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
@@ -58,29 +60,40 @@ def _guard(command) -> int:
         return EXIT_STOPPED
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its usage errors in one line (`reid-pipeline run: error: ...`), exit code 2."""
+
+    def error(self, message: str):
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
     # -v/-q are accepted before and after the subcommand.
-    verbosity = argparse.ArgumentParser(add_help=False)
+    verbosity = _Parser(add_help=False)
     verbosity.add_argument(
         "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging"
     )
     verbosity.add_argument(
         "-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="warnings only"
     )
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="reid-pipeline", description="Multi-camera person re-identification.", parents=[verbosity]
     )
-    parser.set_defaults(verbose=False, quiet=False)
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the pipeline over the cameras of a config", parents=[verbosity])
     run.add_argument("config", nargs="?", type=Path, help="cameras.yaml (optional with --resume)")
     run.add_argument("-o", "--output", type=Path, help="output folder (default: out/<config name>)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    run.add_argument("--max-frames", type=int, help="stop each camera after N processed frames")
+    run.add_argument("--max-frames", type=_positive_int, help="stop each camera after N processed frames")
     run.add_argument("--device", choices=["auto", "cpu", "cuda"], help="overrides the config's device")
     run.add_argument(
         "--resume", type=Path, metavar="OUT", help="continue a run in OUT with its identity store"
+    )
+    run.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="remove an earlier run's outputs and store in OUT (default: move them to OUT/previous/<n>/)",
     )
     run.add_argument("--no-progress", action="store_true", help="no progress display")
     run.set_defaults(func=_run)
@@ -117,13 +130,13 @@ def _run(args: argparse.Namespace) -> int:
         max_frames=args.max_frames,
         device=args.device,
         resume=args.resume is not None,
+        overwrite=args.overwrite,
         log_level=logging.getLogger("pipeline").level,
         invocation={"config_path": str(config_path.resolve()), "overrides": overrides},
     )
     if result.error:
         raise PipelineError(result.error)
-    for camera_id in result.failed_cameras:  # the reason names the camera
-        print(f"reid-pipeline: {result.cameras[camera_id]['reason']}", file=sys.stderr)
+    # Failed cameras were reported by the runner as they failed.
     print(f"outputs in {result.out_dir} ({result.status})")
     if result.status in ("stopped", "killed"):
         return EXIT_STOPPED
@@ -132,11 +145,33 @@ def _run(args: argparse.Namespace) -> int:
     return EXIT_CAMERA_FAILED if result.failed_cameras else 0
 
 
-def _previous_run(out_dir: Path) -> dict:
+def _positive_int(text: str) -> int:
     try:
-        return json.loads((out_dir / "run.json").read_text())
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _previous_run(out_dir: Path) -> dict:
+    """The run.json of the run to resume, checked for what resuming needs."""
+    try:
+        previous = json.loads((out_dir / "run.json").read_text())
     except (OSError, ValueError):
-        raise PipelineError(f"{out_dir}: no readable run.json to resume from") from None
+        raise PipelineError(
+            f"{out_dir}: not a run's output folder (no readable run.json to resume from)"
+        ) from None
+    overrides = previous.get("overrides", []) if isinstance(previous, dict) else None
+    if (
+        not isinstance(previous, dict)
+        or not isinstance(previous.get("config_path"), str)
+        or not isinstance(overrides, list)
+        or not all(isinstance(o, str) for o in overrides)
+    ):
+        raise PipelineError(f"{out_dir}/run.json: not a run record (needs config_path and overrides)")
+    return previous
 
 
 def _eval(args: argparse.Namespace) -> int:

@@ -76,6 +76,7 @@ class Matcher:
         transitions: Mapping[tuple[str, str], tuple[float, float]] | None = None,
         top_k: int = 20,
         box_batch: int = 2000,
+        commit_interval_s: float = 1.0,
     ) -> None:
         if min_embeddings < 1 or revise_every < 1 or top_k < 1:
             raise ValueError("min_embeddings, revise_every and top_k must be >= 1")
@@ -91,6 +92,8 @@ class Matcher:
                 raise ValueError(f"transit window {pair}: expected 0 <= min_s <= max_s, got ({low}, {high})")
         self.top_k = top_k
         self.box_batch = box_batch
+        self.commit_interval_s = commit_interval_s
+        self._committed_at = time.monotonic()
         self.reset()
 
     def reset(self) -> None:
@@ -125,7 +128,20 @@ class Matcher:
                 tracklet.closing = tracklet.closing or camera == message.camera_id
         else:
             raise TypeError(f"Matcher cannot take a {type(message).__name__} message")
-        return self._decide_and_close()
+        out = self._decide_and_close()
+        self.commit_if_due()
+        return out
+
+    def commit_if_due(self) -> bool:
+        """Make the store durable when `commit_interval_s` has passed since the last commit.
+
+        Bounds what a hard kill can lose to that interval's work; the runner also calls this while
+        no messages arrive.
+        """
+        if time.monotonic() - self._committed_at < self.commit_interval_s:
+            return False
+        self._flush()
+        return True
 
     def finish(self) -> list[Output]:
         """Close every open tracklet, decide what is left and make the store durable."""
@@ -324,6 +340,7 @@ class Matcher:
             if tracklet.global_id is not None:
                 self._store_tracklet(tracklet, closed=False)
         self.store.commit()
+        self._committed_at = time.monotonic()
 
     def _key(self, tracklet: _Tracklet) -> Key:
         return (self.session, tracklet.camera, tracklet.track_id)

@@ -1,10 +1,14 @@
-"""Test helper: the `reid-pipeline` command run in a child process, as a user runs it."""
+"""Test helpers: the `reid-pipeline` command run in a child process, as a user runs it, and its outputs."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import cv2
 
 COMMAND = [sys.executable, "-m", "pipeline.cli"]
 
@@ -14,8 +18,49 @@ def run_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.Completed
     return subprocess.run([*COMMAND, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
-def start_cli(*args: str, cwd: Path) -> subprocess.Popen:
-    """Start the command and return at once (to signal it, or to act while it runs)."""
+def start_cli(*args: str, cwd: Path, new_session: bool = False) -> subprocess.Popen:
+    """Start the command and return at once (to signal it, or to act while it runs).
+
+    `new_session` puts the run in a process group of its own, so a test can signal the whole group.
+    """
     return subprocess.Popen(
-        [*COMMAND, *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [*COMMAND, *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=new_session,
     )
+
+
+def wait_for(path: Path, timeout_s: float = 120.0) -> None:
+    """Wait until `path` exists."""
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} did not appear"
+        time.sleep(0.1)
+
+
+def check_outputs(out: Path, max_frame: int) -> dict:
+    """Every output a finished or stopped run leaves must parse and agree with run.json; returns run.json."""
+    info = json.loads((out / "run.json").read_text())
+    tracks = json.loads((out / "tracks.json").read_text())
+    assert tracks["schema_version"] == 1
+    frames = {c["id"]: c["frames"] for c in tracks["cameras"]}
+    for camera, count in frames.items():
+        assert info["cameras"][camera]["frames_processed"] == count
+        for line in (out / "mot" / f"{camera}.txt").read_text().splitlines():
+            fields = line.split(",")
+            assert len(fields) == 10 and 1 <= int(fields[0]) <= max_frame
+        if count:
+            video = cv2.VideoCapture(str(out / "videos" / f"{camera}.avi"))
+            assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == count
+    for line in (out / "events.jsonl").read_text().splitlines():
+        json.loads(line)
+    assert not list(out.rglob("*.partial.*"))
+    return info
+
+
+def finished_videos(out: Path) -> list[Path]:
+    """The videos a run completed or salvaged; one still named .partial was cut before it could be read."""
+    return [v for v in (out / "videos").glob("*.avi") if ".partial" not in v.name]

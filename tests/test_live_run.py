@@ -72,9 +72,7 @@ def test_dead_camera_fails_alone_and_its_password_stays_secret(assets, tmp_path)
     process = start_cli("run", "cameras.yaml", "-o", "out", cwd=tmp_path)
     _, stderr = process.communicate(timeout=300)
     assert process.returncode == 1, stderr[-2000:]
-    camera_lines = [
-        line for line in stderr.splitlines() if line.startswith("reid-pipeline: error: camera live")
-    ]
+    camera_lines = [line for line in stderr.splitlines() if "camera live:" in line and "ERROR" in line]
     assert len(camera_lines) == 1 and "rtsp://***@127.0.0.1" in camera_lines[0]
     out = tmp_path / "out"
     info = json.loads((out / "run.json").read_text())

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import cv2
 import pytest
-from cli_runner import start_cli
+from cli_runner import check_outputs, finished_videos, start_cli, wait_for
 from pets_cameras import write_pets_cameras
 
 FRAMES = 80
@@ -24,33 +24,6 @@ def workspace(assets: Path, tmp_path_factory) -> Path:
     return root
 
 
-def wait_for(path: Path, timeout_s: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not path.exists():
-        assert time.monotonic() < deadline, f"{path} did not appear"
-        time.sleep(0.1)
-
-
-def check_outputs(out: Path) -> dict:
-    """Every output a finished or stopped run leaves must parse and agree with run.json."""
-    info = json.loads((out / "run.json").read_text())
-    tracks = json.loads((out / "tracks.json").read_text())
-    assert tracks["schema_version"] == 1
-    frames = {c["id"]: c["frames"] for c in tracks["cameras"]}
-    for camera, count in frames.items():
-        assert info["cameras"][camera]["frames_processed"] == count
-        for line in (out / "mot" / f"{camera}.txt").read_text().splitlines():
-            fields = line.split(",")
-            assert len(fields) == 10 and 1 <= int(fields[0]) <= FRAMES
-        if count:
-            video = cv2.VideoCapture(str(out / "videos" / f"{camera}.avi"))
-            assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == count
-    for line in (out / "events.jsonl").read_text().splitlines():
-        json.loads(line)
-    assert not list(out.rglob("*.partial.*"))
-    return info
-
-
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_sigterm_at_a_random_moment_leaves_valid_outputs(workspace, seed):
     out = f"out_stop_{seed}"
@@ -59,7 +32,7 @@ def test_sigterm_at_a_random_moment_leaves_valid_outputs(workspace, seed):
     time.sleep(random.Random(seed).uniform(0.0, 10.0))
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=180)
-    info = check_outputs(workspace / out)
+    info = check_outputs(workspace / out, FRAMES)
     if info["status"] == "stopped":
         assert process.returncode == 130
     else:  # the run finished before the signal arrived
@@ -78,7 +51,7 @@ def test_second_signal_stops_at_once_and_keeps_what_was_written(workspace):
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr[-2000:]
     assert json.loads((out / "run.json").read_text())["status"] in ("killed", "stopped")
-    for video in (out / "videos").glob("*.avi"):
+    for video in finished_videos(out):
         assert cv2.VideoCapture(str(video)).read()[0], video
     if (out / "tracks.json").exists():
         assert json.loads((out / "tracks.json").read_text())["schema_version"] == 1
