@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import camera_scaling
 import e2e_latency
 import memory_soak
+import mtmc_accuracy
 import vs_ultralytics
 from common import MIB, MemorySampler, label_processes, process_tree, rss_bytes, write_config
 
@@ -87,6 +88,55 @@ def test_write_config_loads_with_the_pipeline(assets, tmp_path):
     )
     config = load(path, [])
     assert config.output.video is False and config.detector.weights.endswith("yolov8n_int8.onnx")
+
+
+def test_mtmc_suite_sets_build_and_their_configs_load(assets, tmp_path):
+    from pipeline.config import load
+    from pipeline.evaluation import load_gt_manifest
+
+    lengths = {}
+    for name, suite_set in mtmc_accuracy.SETS.items():
+        manifest = suite_set.build(assets, tmp_path / name, 4)
+        gt, lengths[name] = load_gt_manifest(manifest)
+        config = load(mtmc_accuracy.write_set_config(tmp_path / name / "cameras.yaml", assets, manifest), [])
+        assert [c.id for c in config.cameras] == list(gt), name
+        assert config.detector.confidence == 0.3 and config.tracker.method == "bytetrack", name
+        assert not config.topology.overlaps and not config.topology.transitions, name
+        assert all(Path(c.source).exists() for c in config.cameras), name
+    assert lengths["pets-three"] == {"left": 4, "middle": 4, "right": 4}
+    assert lengths["tud-campus"] == {"left": 71, "right": 71}  # --frames cuts only the PETS sets
+    assert lengths["multiviewx"] == {f"C{i}": 10 for i in range(1, 7)}
+    relay = {c.id: c for c in load(tmp_path / "pets-relay" / "cameras.yaml", []).cameras}
+    assert (relay["left"].time_offset_s, relay["right"].time_offset_s) == (0.0, pytest.approx(2 / 7))
+
+
+def test_mtmc_table_format():
+    row = {
+        "set": "pets-overlap", "cameras": ["left", "right"], "frames": {"left": 795, "right": 795},
+        "cross_idf1_linked": 0.573, "cross_hota_linked": 0.464, "cross_idf1_unlinked": 0.478, "gain": 0.095,
+        "camera_idf1_linked": {"left": 0.568, "right": 0.599}, "camera_idf1_unlinked": {"left": 0.6, "right": 0.61},
+    }  # fmt: skip
+    header, line = mtmc_accuracy.format_rows([row]).splitlines()
+    assert header.split()[:5] == ["set", "cams", "frames", "xIDF1", "xHOTA"]
+    assert line.split() == ["pets-overlap", "2", "795/795", "0.573", "0.464", "0.478", "+0.095", "0.568",
+                            "0.599", "0.600", "0.610"]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_mtmc_accuracy_short(assets, capsys, tmp_path):
+    args = ["--assets", str(assets), "--sets", "pets-overlap", "--frames", "6", "--out", str(tmp_path)]
+    assert mtmc_accuracy.main([*args, "--json", str(tmp_path / "table.json")]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^pets-overlap\s+2\s+6/6\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+[+-][\d.]+", out, re.MULTILINE), (
+        out
+    )
+    row = json.loads((tmp_path / "table.json").read_text())["sets"][0]
+    assert row["set"] == "pets-overlap" and row["frames"] == {"left": 6, "right": 6}
+    for key in ("cross_idf1_linked", "cross_hota_linked", "cross_idf1_unlinked"):
+        assert 0 < row[key] <= 1, (key, row)
+    assert row["gain"] == pytest.approx(row["cross_idf1_linked"] - row["cross_idf1_unlinked"])
+    assert set(row["camera_idf1_unlinked"]) == {"left", "right"}
+    assert (tmp_path / "runs" / "pets-overlap" / "unlinked" / "mot" / "right.txt").is_file()
 
 
 @pytest.mark.slow
