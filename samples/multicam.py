@@ -236,7 +236,7 @@ def with_views(cameras: Sequence[CameraSpec], views: Mapping[str, View]) -> list
     ids = [c.id for c in cameras]
     unknown = sorted(set(views) - set(ids))
     if unknown:
-        raise PipelineError(f"--warp names camera(s) {unknown} that are not among the cameras {ids}")
+        raise PipelineError(f"a view (--warp) for camera(s) {unknown} that are not among the cameras {ids}")
     return [dataclasses.replace(c, view=views[c.id]) if c.id in views else c for c in cameras]
 
 
