@@ -86,6 +86,7 @@ class MatcherConfig:
     min_embeddings: int = bounded(3, ge=1)
     revise_every: int = bounded(4, ge=1)
     top_k: int = bounded(20, ge=1)
+    rejoin_max_gap_s: float = bounded(3.0, ge=0)  # longer in-camera breaks need a sighting elsewhere
 
 
 @dataclass(frozen=True)

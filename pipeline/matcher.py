@@ -19,6 +19,19 @@ logger = logging.getLogger(__name__)
 Output = Assignment | IdentityEvent
 _FORBIDDEN = 1e6  # cost of a pair the constraints rule out
 _CLOSED_MEMORY = 4096  # recently closed tracklets remembered, so that late embeddings are ignored
+_REJOIN_TOLERANCE = 0.75  # box heights between where a lost track's motion leads and where a new one starts
+_MAX_SPEED_HEIGHTS_S = 1.5  # a walking person covers about one body height per second
+
+
+def _foot(box: Box) -> tuple[float, float]:
+    return (box[0] + box[2]) / 2, box[3]
+
+
+def _height(box: Box) -> float:
+    return box[3] - box[1]
+
+
+Box = tuple[float, float, float, float]  # x1, y1, x2, y2
 
 
 @dataclass
@@ -30,6 +43,9 @@ class _Span:
     last_frame: int
     first_time: float
     last_time: float
+    first_box: Box | None = None  # None: motion unknown (a tracklet no longer remembered)
+    last_box: Box | None = None
+    velocity: tuple[float, float] = (0.0, 0.0)  # foot-point motion at the end, pixels per second
 
 
 @dataclass
@@ -42,6 +58,17 @@ class _Tracklet(_Span):
     since_decision: int = 0
     global_id: int | None = None
     closing: bool = False
+
+    def moved_to(self, box: Box, timestamp: float) -> None:
+        """Follow the tracklet's box; the velocity is smoothed so one jittery box does not swing it."""
+        if self.first_box is None:
+            self.first_box = box
+        elif self.last_box is not None and timestamp > self.last_time:
+            (px, py), (cx, cy) = _foot(self.last_box), _foot(box)
+            dt = timestamp - self.last_time
+            vx, vy = (cx - px) / dt, (cy - py) / dt
+            self.velocity = (0.5 * self.velocity[0] + 0.5 * vx, 0.5 * self.velocity[1] + 0.5 * vy)
+        self.last_box = box
 
     def feature(self) -> np.ndarray:
         assert self.feature_sum is not None
@@ -58,8 +85,11 @@ class Matcher:
 
     Constraints: an identity holds at most one tracklet at a time in one camera; it is in one camera at a
     time unless the pair is in `overlaps`; `transitions[(a, b)] = (min_s, max_s)` bounds the gap between
-    its last sighting in camera a and its first in camera b. Constraints compare tracklets of this
-    session only: timestamps of earlier sessions are not on the same clock.
+    its last sighting in camera a and its first in camera b. Inside one camera, a tracklet joins an
+    identity's earlier one only as the continuation of a lost track (within `rejoin_max_gap_s`, where
+    its motion leads, at a similar size) or after the person was seen in another camera in between.
+    Constraints compare tracklets of this session only: timestamps of earlier sessions are not on the
+    same clock.
 
     The default threshold suits OSNet-like features, where different people in similar clothes often
     score 0.7-0.9; other models need their own (measure it on footage with ground truth).
@@ -77,6 +107,7 @@ class Matcher:
         top_k: int = 20,
         box_batch: int = 2000,
         commit_interval_s: float = 1.0,
+        rejoin_max_gap_s: float = 3.0,
     ) -> None:
         if min_embeddings < 1 or revise_every < 1 or top_k < 1:
             raise ValueError("min_embeddings, revise_every and top_k must be >= 1")
@@ -93,6 +124,7 @@ class Matcher:
         self.top_k = top_k
         self.box_batch = box_batch
         self.commit_interval_s = commit_interval_s
+        self.rejoin_max_gap_s = rejoin_max_gap_s
         self._committed_at = time.monotonic()
         self.reset()
 
@@ -102,7 +134,7 @@ class Matcher:
             self._flush()
         self._open: dict[tuple[str, int], _Tracklet] = {}
         self._due: set[tuple[str, int]] = set()  # tracklets waiting for a (re)decision
-        self._closed: OrderedDict[tuple[str, int], None] = OrderedDict()
+        self._closed: OrderedDict[tuple[str, int], _Span] = OrderedDict()  # their spans, for constraints
         self._boxes: list[tuple] = []
 
     @property
@@ -163,9 +195,10 @@ class Matcher:
                     tracks.timestamp, track_id=key[1],
                 )  # fmt: skip
                 self._open[key] = tracklet
+            x1, y1, x2, y2 = (float(v) for v in xyxy)
+            tracklet.moved_to((x1, y1, x2, y2), tracks.timestamp)
             tracklet.last_frame = max(tracklet.last_frame, tracks.frame_index)
             tracklet.last_time = max(tracklet.last_time, tracks.timestamp)
-            x1, y1, x2, y2 = (float(v) for v in xyxy)
             self._boxes.append(
                 (self.session, key[0], key[1], tracks.frame_index, x1, y1, x2, y2, float(conf))
             )
@@ -199,8 +232,12 @@ class Matcher:
         out = self._decide([self._open[key] for key in sorted(self._due) if key in self._open])
         self._due.clear()
         for key in closing:
-            out.extend(self._close(self._open.pop(key)))
-            self._closed[key] = None
+            tracklet = self._open.pop(key)
+            out.extend(self._close(tracklet))
+            self._closed[key] = _Span(
+                tracklet.camera, tracklet.first_frame, tracklet.last_frame, tracklet.first_time,
+                tracklet.last_time, tracklet.first_box, tracklet.last_box, tracklet.velocity,
+            )  # fmt: skip
             while len(self._closed) > _CLOSED_MEMORY:
                 self._closed.popitem(last=False)
         return out
@@ -281,6 +318,8 @@ class Matcher:
             if other.camera == tracklet.camera:
                 if other.first_frame <= tracklet.last_frame and tracklet.first_frame <= other.last_frame:
                     return False  # two live tracks of one person in one camera
+                if not self._rejoin_ok(tracklet, other, others):
+                    return False
                 continue
             simultaneous = other.first_time < tracklet.last_time and tracklet.first_time < other.last_time
             if simultaneous and frozenset((other.camera, tracklet.camera)) not in self.overlaps:
@@ -297,6 +336,36 @@ class Matcher:
                 return False
         return True
 
+    def _rejoin_ok(self, tracklet: _Span, other: _Span, others: list[_Span]) -> bool:
+        """Whether two tracklets of one camera, one after the other, may be one person.
+
+        A short break (at most `rejoin_max_gap_s`) is a track the tracker lost: the later one must start
+        where the earlier one's motion leads, at a similar size. After a longer break the person must
+        have been seen in another camera in between (left the view and came back); a person does not
+        vanish in the middle of a view for long and reappear as someone the tracker never followed.
+        """
+        earlier, later = (other, tracklet) if other.last_time <= tracklet.first_time else (tracklet, other)
+        gap = later.first_time - earlier.last_time
+        if gap > self.rejoin_max_gap_s:
+            return any(
+                s.camera != tracklet.camera
+                and s.last_time > earlier.last_time
+                and s.first_time < later.first_time
+                for s in others
+            )
+        if earlier.last_box is None or later.first_box is None:
+            return True  # motion unknown: appearance and time decide, as before
+        height = max(_height(earlier.last_box), _height(later.first_box), 1.0)
+        if not 2 / 3 <= _height(later.first_box) / max(_height(earlier.last_box), 1.0) <= 3 / 2:
+            return False
+        (ex, ey), (lx, ly) = _foot(earlier.last_box), _foot(later.first_box)
+        vx, vy = earlier.velocity
+        speed = float(np.hypot(vx, vy))
+        if speed > _MAX_SPEED_HEIGHTS_S * height:  # a jittery estimate: trust position, not motion
+            vx, vy = 0.0, 0.0
+        miss = float(np.hypot(ex + vx * gap - lx, ey + vy * gap - ly))
+        return miss <= height * (_REJOIN_TOLERANCE + _MAX_SPEED_HEIGHTS_S / 2 * gap)
+
     def _transit_ok(self, source: str, target: str, gap: float) -> bool:
         window = self.transitions.get((source, target)) if source != target else None
         return window is None or window[0] <= gap <= window[1]
@@ -308,16 +377,13 @@ class Matcher:
             if tracklet.global_id in spans:
                 spans[tracklet.global_id].append(tracklet)
         for record in self.store.tracklets(session=self.session, global_ids=global_ids):
-            if (record.camera, record.track_id) not in self._open:
-                spans[record.global_id].append(
-                    _Span(
-                        record.camera,
-                        record.first_frame,
-                        record.last_frame,
-                        record.first_time,
-                        record.last_time,
-                    )
-                )
+            key = (record.camera, record.track_id)
+            if key not in self._open:
+                span = self._closed.get(key) or _Span(
+                    record.camera, record.first_frame, record.last_frame, record.first_time,
+                    record.last_time,
+                )  # fmt: skip
+                spans[record.global_id].append(span)
         return spans
 
     # -- store -------------------------------------------------------------------------------------

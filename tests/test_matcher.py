@@ -33,6 +33,12 @@ class Track:
     last: int
     vectors: list[np.ndarray] = field(default_factory=list)
     noise: float = 0.05
+    x0: float | None = None  # left edge of its 8x20 box at `first` (default: 10 * track_id)
+    vx: float = 0.0  # pixels per frame
+
+    def box(self, frame: int) -> np.ndarray:
+        x = (10.0 * self.track_id if self.x0 is None else self.x0) + self.vx * (frame - self.first)
+        return np.array([[x, 0, x + 8, 20]], np.float32)
 
 
 def script(tracks: list[Track], seed: int = 1) -> list:
@@ -42,8 +48,9 @@ def script(tracks: list[Track], seed: int = 1) -> list:
     for t in tracks:
         emb_frames = np.linspace(t.first, t.last, len(t.vectors) + 2).astype(int)[1:-1] if t.vectors else []
         for f in range(t.first, t.last + 1):
-            box = np.array([[10.0 * t.track_id, 0, 10.0 * t.track_id + 8, 20]], np.float32)
-            msg = Tracks(t.camera, f, f / FPS, box, np.ones(1, np.float32), np.array([t.track_id], np.int64))
+            msg = Tracks(
+                t.camera, f, f / FPS, t.box(f), np.ones(1, np.float32), np.array([t.track_id], np.int64)
+            )
             timed.append((f, 0, t.camera, msg))
         for f, vector in zip(emb_frames, t.vectors, strict=True):
             noisy = unit(vector + t.noise * rng.standard_normal(DIM) / np.sqrt(DIM))
@@ -104,6 +111,30 @@ def test_one_identity_holds_one_live_track_per_camera_but_heals_a_broken_track()
     final, _ = run(Matcher(store, store.begin_session()), script(twins + broken))
     assert final[("a", 1)] != final[("a", 2)]
     assert final[("a", 3)] == final[("a", 4)]
+
+
+@pytest.mark.parametrize(("x0", "linked"), [(70.0, True), (200.0, False)])
+def test_a_broken_track_is_healed_only_where_its_motion_leads(x0: float, linked: bool) -> None:
+    # One look, moving right 2 px a frame: frame 30 ends at x=58, and 6 frames later it would be at 70.
+    p = people(1)
+    tracks = [
+        Track("a", 1, 1, 30, [p[0]] * 4, x0=0.0, vx=2.0),
+        Track("a", 2, 36, 60, [p[0]] * 4, x0=x0, vx=2.0),
+    ]
+    store = EmbeddingStore(None, dim=DIM)
+    final, _ = run(Matcher(store, store.begin_session()), script(tracks))
+    assert (final[("a", 1)] == final[("a", 2)]) == linked
+
+
+@pytest.mark.parametrize(("elsewhere", "linked"), [(False, False), (True, True)])
+def test_after_a_long_break_in_one_camera_the_person_must_have_been_seen_elsewhere(elsewhere, linked) -> None:
+    p = people(1)
+    tracks = [Track("a", 1, 1, 30, [p[0]] * 4), Track("a", 2, 130, 160, [p[0]] * 4)]  # 10 s apart
+    if elsewhere:
+        tracks.append(Track("b", 1, 50, 100, [p[0]] * 4))
+    store = EmbeddingStore(None, dim=DIM)
+    final, _ = run(Matcher(store, store.begin_session(), rejoin_max_gap_s=3.0), script(tracks))
+    assert (final[("a", 1)] == final[("a", 2)]) == linked
 
 
 @pytest.mark.parametrize(("overlaps", "linked"), [((), False), ((("a", "b"),), True)])
