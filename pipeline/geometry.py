@@ -1,0 +1,769 @@
+"""Learned geometry of overlapping views: whether two cameras see the same ground, and the homography that
+maps foot points (the bottom-centre of a box) from one image to the other, learned from the tracks alone.
+
+Two tracklets of cameras a and b seen at the same moments are a candidate pair; each gives simultaneous
+foot-point correspondences. A homography is hypothesised from two candidate pairs (the second drawn by
+how well a local similarity fitted to the first explains it), scored by how many other pairs it explains
+(median transfer error below a tolerance in box heights, each tracklet matched to at most one tracklet of
+the other camera at a time), and refitted on the pairs it explains. The views overlap when the best
+mapping explains enough independent pairs and, as negative evidence, most of what each camera sees where
+the mapping puts the other camera's people; otherwise they do not.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import least_squares
+from scipy.spatial import ConvexHull, QhullError
+
+logger = logging.getLogger(__name__)
+
+TOPOLOGY_VERSION = 1  # version of what to_dict writes and from_dict reads
+
+Key = tuple[str, int]  # (camera, local track id)
+Similarity = Callable[["Trajectory", "Trajectory"], "float | None"] | Mapping[tuple[Key, Key], float]
+
+_SCORE_SAMPLES = 12  # correspondences per tracklet pair that score a hypothesis
+_FIT_SAMPLES = 40  # correspondences per tracklet pair in the final least-squares fit
+_HYPOTHESIS_SPREAD = 0.05  # box heights across the main axis below which a hypothesis' points are a line
+_MODEL_SPREAD = 0.25  # box heights: the same for the points behind a model
+_MAX_SCALE = 20.0  # a mapping that locally stretches or shrinks more than this is absurd
+_REFINE_ROUNDS = 3  # rounds of refitting on the explained pairs, in RANSAC and at the end
+_COVERAGE_SAMPLES = 50  # samples per tracklet that measure the coverage of a mapping
+_GUIDE_MOTION = 0.1  # box heights a pair must move to guess a local mapping from it
+_GUIDED = 0.8  # share of second pairs drawn by how well the first pair's local mapping explains them
+_GUIDED_HIT = 0.25  # assumed chance that a guided second pair is explained when the first one is
+
+
+def _check(name: str, value: np.ndarray, shape: tuple[int | None, ...]) -> None:
+    if not isinstance(value, np.ndarray):
+        raise TypeError(f"{name} must be a np.ndarray, but got {type(value).__name__}")
+    if value.ndim != len(shape) or any(s is not None and s != v for s, v in zip(shape, value.shape)):
+        expected = "(" + ", ".join("_" if s is None else str(s) for s in shape) + ")"
+        raise ValueError(f"{name} must have shape {expected}, but got shape {value.shape}")
+    if value.dtype != np.float64:
+        raise ValueError(f"{name} must have dtype float64, but got {value.dtype}")
+    if not np.all(np.isfinite(value)):
+        raise ValueError(f"{name} must be finite")
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """Where one tracklet's foot point was, and how tall its box was, over time."""
+
+    camera: str
+    track_id: int
+    times: np.ndarray  # (T,) float64 seconds on the clock the run's cameras share, strictly increasing
+    points: np.ndarray  # (T, 2) float64 foot points (x, y) in pixels
+    heights: np.ndarray  # (T,) float64 box heights in pixels, > 0
+
+    def __post_init__(self) -> None:
+        _check("times", self.times, (None,))
+        n = len(self.times)
+        _check("points", self.points, (n, 2))
+        _check("heights", self.heights, (n,))
+        if n > 1 and np.any(np.diff(self.times) <= 0):
+            raise ValueError("times must be strictly increasing")
+        if np.any(self.heights <= 0):
+            raise ValueError(f"heights must be > 0, but got min {self.heights.min()}")
+
+    @classmethod
+    def from_arrays(cls, camera: str, track_id: int, times, points, heights) -> Trajectory:
+        """Build from array-likes in any time order; of samples at one time the last one is kept."""
+        times = np.asarray(times, np.float64).reshape(-1)
+        points = np.asarray(points, np.float64).reshape(-1, 2)
+        heights = np.asarray(heights, np.float64).reshape(-1)
+        order = np.argsort(times, kind="stable")
+        sorted_times = times[order]
+        last_of_run = np.r_[sorted_times[1:] != sorted_times[:-1], True]
+        keep = order[last_of_run]
+        return cls(camera, int(track_id), times[keep], points[keep], heights[keep])
+
+    @classmethod
+    def from_boxes(cls, camera: str, track_id: int, times, xyxy) -> Trajectory:
+        """Build from boxes (T, 4) x1, y1, x2, y2: the foot point is the bottom-centre of each box."""
+        xyxy = np.asarray(xyxy, np.float64).reshape(-1, 4)
+        foot = np.stack([(xyxy[:, 0] + xyxy[:, 2]) / 2, xyxy[:, 3]], axis=1)  # (T, 2)
+        return cls.from_arrays(camera, track_id, times, foot, xyxy[:, 3] - xyxy[:, 1])
+
+    @property
+    def key(self) -> Key:
+        return self.camera, self.track_id
+
+    @property
+    def start(self) -> float:
+        return float(self.times[0]) if len(self.times) else math.inf
+
+    @property
+    def end(self) -> float:
+        return float(self.times[-1]) if len(self.times) else -math.inf
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def at(self, times: np.ndarray, max_gap_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Foot points (N, 2), heights (N,) and validity (N,) at `times` (N,), linearly interpolated.
+
+        A time is valid inside the trajectory's span where the samples around it are at most max_gap_s
+        apart (a sample at exactly that time is always valid).
+        """
+        times = np.asarray(times, np.float64).reshape(-1)
+        n = len(self.times)
+        if n < 2:
+            valid = np.zeros(len(times), bool) if n == 0 else times == self.times[0]
+            points = np.repeat(self.points[:1], len(times), 0) if n else np.zeros((len(times), 2))
+            heights = np.repeat(self.heights[:1], len(times)) if n else np.ones(len(times))
+            return points, heights, valid
+        hi = np.clip(np.searchsorted(self.times, times, side="right"), 1, n - 1)  # (N,)
+        lo = hi - 1
+        t_lo, t_hi = self.times[lo], self.times[hi]
+        frac = np.clip((times - t_lo) / (t_hi - t_lo), 0.0, 1.0)  # (N,)
+        points = self.points[lo] + frac[:, None] * (self.points[hi] - self.points[lo])
+        heights = self.heights[lo] + frac * (self.heights[hi] - self.heights[lo])
+        close = (t_hi - t_lo <= max_gap_s) | (times == t_lo) | (times == t_hi)
+        valid = (times >= self.times[0]) & (times <= self.times[-1]) & close
+        return points, heights, valid
+
+    def between(self, start: float, end: float) -> Trajectory:
+        """The samples at times in [start, end]."""
+        keep = (self.times >= start) & (self.times <= end)
+        return Trajectory(self.camera, self.track_id, self.times[keep], self.points[keep], self.heights[keep])
+
+
+def _transfer(h: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Points (..., 2) through homography h (3, 3): mapped points (..., 2) and their w (...)."""
+    x = points @ h[:, :2].T + h[:, 2]  # (..., 3)
+    w = x[..., 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return x[..., :2] / w[..., None], w
+
+
+def _symmetric_errors(
+    h: np.ndarray, pa: np.ndarray, pb: np.ndarray, ha: np.ndarray, hb: np.ndarray
+) -> np.ndarray:
+    """Symmetric transfer error (...) in box heights of correspondences pa -> pb (..., 2); inf behind a horizon."""
+    fa, wa = _transfer(h, pa)
+    fb, wb = _transfer(np.linalg.inv(h), pb)
+    with np.errstate(invalid="ignore"):
+        err = 0.5 * (np.linalg.norm(fa - pb, axis=-1) / hb + np.linalg.norm(fb - pa, axis=-1) / ha)
+    err[(wa <= 0) | (wb <= 0) | ~np.isfinite(err)] = np.inf
+    return err
+
+
+def _normalizer(points: np.ndarray) -> np.ndarray:
+    """Similarity (3, 3) that moves points (N, 2) to mean 0 and mean distance sqrt(2) (Hartley)."""
+    centre = points.mean(axis=0)
+    spread = float(np.linalg.norm(points - centre, axis=1).mean())
+    s = math.sqrt(2) / max(spread, 1e-9)
+    return np.array([[s, 0, -s * centre[0]], [0, s, -s * centre[1]], [0, 0, 1]])
+
+
+def _dlt(pa: np.ndarray, pb: np.ndarray) -> np.ndarray | None:
+    """Least-squares homography (3, 3) from correspondences pa -> pb (N, 2), N >= 4, or None if degenerate."""
+    if len(pa) < 4:
+        return None
+    ta, tb = _normalizer(pa), _normalizer(pb)
+    (x, y), (u, v) = _transfer(ta, pa)[0].T, _transfer(tb, pb)[0].T
+    zero, one = np.zeros_like(x), np.ones_like(x)
+    rows_u = np.stack([-x, -y, -one, zero, zero, zero, u * x, u * y, u], axis=1)  # (N, 9)
+    rows_v = np.stack([zero, zero, zero, -x, -y, -one, v * x, v * y, v], axis=1)  # (N, 9)
+    _, s, vt = np.linalg.svd(np.concatenate([rows_u, rows_v]), full_matrices=False)
+    if s[-2] < 1e-9 * s[0]:
+        return None  # more than one solution: the points are degenerate
+    h = np.linalg.inv(tb) @ vt[-1].reshape(3, 3) @ ta
+    return h / np.linalg.norm(h)
+
+
+def _plausible(h: np.ndarray | None, points_a: np.ndarray) -> np.ndarray | None:
+    """h with its sign fixed so that w > 0 on points_a (N, 2), or None where it folds, flips or is absurd.
+
+    Both cameras look at the ground from above, so the mapping keeps orientation (det of its Jacobian > 0),
+    no horizon passes between the points (w > 0), and its local scale stays within bounds.
+    """
+    if h is None or not np.all(np.isfinite(h)):
+        return None
+    _, w = _transfer(h, points_a)
+    if np.median(w) < 0:
+        h, w = -h, -w
+    det = float(np.linalg.det(h))
+    if np.any(w <= 0) or det <= 0:
+        return None
+    scale = np.sqrt(det / w**3)  # (N,) local linear scale of the mapping
+    if np.any(scale > _MAX_SCALE) or np.any(scale < 1 / _MAX_SCALE):
+        return None
+    return h
+
+
+def _spread(points: np.ndarray) -> float:
+    """Standard deviation of points (N, 2) across their main axis: 0 for points on a line."""
+    if len(points) < 3:
+        return 0.0
+    return float(np.sqrt(max(np.linalg.eigvalsh(np.cov(points.T))[0], 0.0)))
+
+
+def _simultaneous(ta: Trajectory, tb: Trajectory, max_gap_s: float) -> tuple[np.ndarray, ...]:
+    """Times (N,), foot points pa, pb (N, 2) and heights ha, hb (N,) at a's samples where b is seen too."""
+    inside = (ta.times >= tb.start) & (ta.times <= tb.end)
+    times = ta.times[inside]
+    pb, hb, valid = tb.at(times, max_gap_s)
+    return times[valid], ta.points[inside][valid], pb[valid], ta.heights[inside][valid], hb[valid]
+
+
+def _even(n: int, m: int) -> np.ndarray:
+    """At most m indices (M,) spread evenly over range(n)."""
+    return np.unique(np.linspace(0, n - 1, min(n, m)).round().astype(int))
+
+
+@dataclass
+class _Candidates:
+    """Tracklet pairs of cameras a and b seen at the same times, with their simultaneous foot points."""
+
+    a: np.ndarray  # (P,) int, index into the a trajectories
+    b: np.ndarray  # (P,) int, index into the b trajectories
+    t0: np.ndarray  # (P,) float, first common time
+    t1: np.ndarray  # (P,) float, last common time
+    pa: np.ndarray  # (P, M, 2) evenly spaced simultaneous foot points in a, padded
+    pb: np.ndarray  # (P, M, 2) the same in b
+    ha: np.ndarray  # (P, M) box heights in a, padded with 1
+    hb: np.ndarray  # (P, M) box heights in b, padded with 1
+    valid: np.ndarray  # (P, M) bool, False on padding
+    full: list[tuple[np.ndarray, ...]]  # per pair: all its (pa, pb, ha, hb)
+
+    def __len__(self) -> int:
+        return len(self.a)
+
+    @classmethod
+    def build(
+        cls, a: Sequence[Trajectory], b: Sequence[Trajectory], min_common: int, max_gap_s: float
+    ) -> _Candidates:
+        """All pairs seen together at >= min_common of a's sample times."""
+        starts_a, ends_a = np.array([t.start for t in a]), np.array([t.end for t in a])
+        starts_b, ends_b = np.array([t.start for t in b]), np.array([t.end for t in b])
+        together = np.minimum.outer(ends_a, ends_b) >= np.maximum.outer(starts_a, starts_b)  # (Na, Nb)
+        rows: list[tuple[int, int, tuple[np.ndarray, ...]]] = []
+        for i, j in zip(*np.nonzero(together)):
+            sim = _simultaneous(a[i], b[j], max_gap_s)
+            if len(sim[0]) >= min_common:
+                rows.append((int(i), int(j), sim))
+        m = _SCORE_SAMPLES
+        p = len(rows)
+        pa, pb = np.zeros((p, m, 2)), np.zeros((p, m, 2))
+        ha, hb, valid = np.ones((p, m)), np.ones((p, m)), np.zeros((p, m), bool)
+        for k, (_, _, (times, qa, qb, ga, gb)) in enumerate(rows):
+            pick = _even(len(times), m)
+            n = len(pick)
+            pa[k, :n], pb[k, :n], ha[k, :n], hb[k, :n] = qa[pick], qb[pick], ga[pick], gb[pick]
+            valid[k, :n] = True
+        return cls(
+            a=np.array([r[0] for r in rows], int),
+            b=np.array([r[1] for r in rows], int),
+            t0=np.array([r[2][0][0] for r in rows]),
+            t1=np.array([r[2][0][-1] for r in rows]),
+            pa=pa,
+            pb=pb,
+            ha=ha,
+            hb=hb,
+            valid=valid,
+            full=[r[2][1:] for r in rows],
+        )
+
+    def errors(self, h: np.ndarray) -> np.ndarray:
+        """Median symmetric transfer error (P,) of each pair under h, in box heights."""
+        err = _symmetric_errors(h, self.pa, self.pb, self.ha, self.hb)  # (P, M)
+        err[~self.valid] = np.inf
+        return self._median(err)
+
+    def similarity_errors(self, p: int) -> np.ndarray | None:
+        """Median error (P,) in box heights of every pair under the similarity that best maps pair p's
+        foot points, a local guess at the mapping near p; None where p stands still (no direction)."""
+        mask = self.valid[p]
+        za = self.pa[p, mask] @ np.array([1, 1j])  # (n,) complex foot points of p in a
+        zb = self.pb[p, mask] @ np.array([1, 1j])
+        ca, cb = za - za.mean(), zb - zb.mean()
+        if np.sqrt(np.mean(np.abs(ca) ** 2)) < _GUIDE_MOTION * np.median(self.ha[p, mask]):
+            return None
+        scale = np.sum(np.conj(ca) * cb) / np.sum(np.abs(ca) ** 2)  # rotation and scale, no reflection
+        shift = zb.mean() - scale * za.mean()
+        predicted = scale * (self.pa @ np.array([1, 1j])) + shift  # (P, M)
+        err = np.abs(predicted - self.pb @ np.array([1, 1j])) / self.hb
+        err[~self.valid] = np.inf
+        return self._median(err)
+
+    def _median(self, err: np.ndarray) -> np.ndarray:
+        """Per-pair median (P,) of errors (P, M) that are inf on the padding."""
+        err = np.sort(err, axis=1)
+        n = self.valid.sum(axis=1)
+        lo = np.take_along_axis(err, ((n - 1) // 2)[:, None], axis=1)[:, 0]
+        hi = np.take_along_axis(err, (n // 2)[:, None], axis=1)[:, 0]
+        return 0.5 * (lo + hi)
+
+    def points(self, pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The scoring foot points of the given pairs, pa, pb (N, 2), and their box heights in a (N,)."""
+        mask = self.valid[pairs]
+        return self.pa[pairs][mask], self.pb[pairs][mask], self.ha[pairs][mask]
+
+
+def _one_to_one(errors: np.ndarray, c: _Candidates, tolerance: float) -> np.ndarray:
+    """Pairs (K,) below tolerance, best first, such that no tracklet is matched to two at the same time."""
+    below = np.flatnonzero(errors < tolerance)
+    order = below[np.argsort(errors[below], kind="stable")]
+    taken_a: dict[int, list[tuple[float, float]]] = {}
+    taken_b: dict[int, list[tuple[float, float]]] = {}
+    accepted = []
+    for p in order:
+        t0, t1 = float(c.t0[p]), float(c.t1[p])
+        spans = (*taken_a.get(int(c.a[p]), ()), *taken_b.get(int(c.b[p]), ()))
+        if any(min(t1, e) >= max(t0, s) for s, e in spans):
+            continue  # a tracklet already matched to another one at these times
+        taken_a.setdefault(int(c.a[p]), []).append((t0, t1))
+        taken_b.setdefault(int(c.b[p]), []).append((t0, t1))
+        accepted.append(p)
+    return np.array(accepted, int)
+
+
+def _score(errors: np.ndarray, accepted: np.ndarray, tolerance: float) -> float:
+    """MSAC score: every explained pair counts, the better explained the more."""
+    return float(np.sum(1 - (errors[accepted] / tolerance) ** 2))
+
+
+def _support(c: _Candidates, accepted: np.ndarray) -> int:
+    """Independent pairs among the accepted: pieces of one tracklet count once."""
+    return min(len(set(c.a[accepted].tolist())), len(set(c.b[accepted].tolist())))
+
+
+def _sampling_weights(
+    c: _Candidates, a: Sequence[Trajectory], b: Sequence[Trajectory], similarity: Similarity | None
+) -> np.ndarray:
+    """Probability (P,) of drawing each pair into a hypothesis: uniform, or by appearance rank where known.
+
+    Ranks rather than raw similarities, so that a model whose scores sit on another scale works alike;
+    appearance only steers the sampling, it never rules a pair out.
+    """
+    p = len(c)
+    if similarity is None or p == 0:
+        return np.full(p, 1 / max(p, 1))
+    sims = np.full(p, np.nan)
+    for k in range(p):
+        ta, tb = a[c.a[k]], b[c.b[k]]
+        value = similarity(ta, tb) if callable(similarity) else similarity.get((ta.key, tb.key))
+        if value is not None:
+            sims[k] = float(value)
+    if np.all(np.isnan(sims)):
+        return np.full(p, 1 / p)
+    filled = np.where(np.isnan(sims), np.nanmin(sims), sims)
+    weight = np.zeros(p)
+    for side in (c.a, c.b):
+        for member in np.unique(side):
+            rows = np.flatnonzero(side == member)
+            ranks = np.argsort(np.argsort(-filled[rows], kind="stable"), kind="stable")
+            weight[rows] += 1 / (1 + ranks)
+    return weight / weight.sum()
+
+
+def _refine(h: np.ndarray, c: _Candidates, tolerance: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """Refit h by DLT on the accepted pairs and re-accept, while that improves the score."""
+    errors = c.errors(h)
+    accepted = _one_to_one(errors, c, tolerance)
+    score = _score(errors, accepted, tolerance)
+    for _ in range(_REFINE_ROUNDS):
+        pa, pb, _ = c.points(accepted)
+        h_new = _plausible(_dlt(pa, pb), pa)
+        if h_new is None:
+            break
+        errors_new = c.errors(h_new)
+        accepted_new = _one_to_one(errors_new, c, tolerance)
+        score_new = _score(errors_new, accepted_new, tolerance)
+        if score_new <= score:
+            break
+        h, accepted, score = h_new, accepted_new, score_new
+    return h, accepted, score
+
+
+def _ransac(
+    c: _Candidates, weights: np.ndarray, tolerance: float, rng: np.random.Generator, max_iterations: int
+) -> tuple[np.ndarray | None, np.ndarray]:
+    """The homography (3, 3) that explains the most candidate pairs, and those pairs (K,).
+
+    Hypotheses come from two pairs. The first is drawn by `weights`; the second mostly by rank under the
+    similarity that maps the first one's points (pairs near a true pair are explained by it roughly, so
+    a true second pair ranks high), otherwise by `weights` too.
+    """
+    best_h, best_accepted, best_score = None, np.zeros(0, int), 0.0
+    needed = max_iterations
+    ranks: dict[int, np.ndarray | None] = {}
+    for iteration in range(max_iterations):
+        if iteration >= needed:
+            break
+        p = int(rng.choice(len(c), p=weights))
+        if p not in ranks:
+            guess = c.similarity_errors(p)
+            if guess is None:
+                ranks[p] = None
+            else:
+                guide = 1 / (1 + np.argsort(np.argsort(guess, kind="stable"), kind="stable"))
+                guide[(c.a == c.a[p]) | (c.b == c.b[p])] = 0  # one tracklet twice: one person, not two
+                ranks[p] = guide / guide.sum() if guide.sum() > 0 else None
+        guided = ranks[p]
+        q = int(rng.choice(len(c), p=guided if guided is not None and rng.random() < _GUIDED else weights))
+        if c.a[p] == c.a[q] or c.b[p] == c.b[q]:
+            continue
+        pa, pb, ha = c.points(np.array([p, q]))
+        if _spread(pa) < _HYPOTHESIS_SPREAD * np.median(ha):
+            continue
+        h = _plausible(_dlt(pa, pb), pa)
+        if h is None:
+            continue
+        errors = c.errors(h)
+        if errors[p] >= tolerance or errors[q] >= tolerance:
+            continue  # it does not even explain the pairs it came from
+        if np.count_nonzero(errors < tolerance) < best_score:
+            continue  # cannot beat the best, whatever the one-to-one constraint leaves
+        h, accepted, score = _refine(h, c, tolerance)
+        if score > best_score:
+            best_h, best_accepted, best_score = h, accepted, score
+            hit = min(len(accepted) / len(c), 1.0) * _GUIDED_HIT  # chance a draw gives two explained pairs
+            needed = min(max_iterations, int(math.log(1e-3) / math.log1p(-hit)) + 1) if hit > 0 else needed
+    return best_h, best_accepted
+
+
+def _least_squares(
+    h: np.ndarray, pa: np.ndarray, pb: np.ndarray, ha: np.ndarray, hb: np.ndarray
+) -> np.ndarray:
+    """h refined to minimise the robust symmetric transfer error in box heights of pa -> pb (N, 2)."""
+    ta, tb = _normalizer(pa), _normalizer(pb)
+    na, nb = _transfer(ta, pa)[0], _transfer(tb, pb)[0]
+    hn = tb @ h @ np.linalg.inv(ta)
+    hn = hn / hn[2, 2]  # w > 0 at the centroid of a, so hn[2, 2] > 0
+    sa, sb = ta[0, 0], tb[0, 0]
+
+    def residuals(x: np.ndarray) -> np.ndarray:
+        m = np.append(x, 1.0).reshape(3, 3)
+        fa, _ = _transfer(m, na)
+        fb, _ = _transfer(np.linalg.inv(m), nb)
+        return np.concatenate(
+            [((fa - nb) / (sb * hb[:, None])).ravel(), ((fb - na) / (sa * ha[:, None])).ravel()]
+        )
+
+    fit = least_squares(residuals, hn.ravel()[:8], loss="soft_l1", f_scale=0.05, max_nfev=200)
+    m = np.append(fit.x, 1.0).reshape(3, 3)
+    out = np.linalg.inv(tb) @ m @ ta
+    return out / np.linalg.norm(out)
+
+
+def _full(c: _Candidates, accepted: np.ndarray, per_pair: int | None) -> tuple[np.ndarray, ...]:
+    """All correspondences (pa, pb (N, 2), ha, hb (N,)) of the accepted pairs, at most per_pair from each."""
+    parts = []
+    for p in accepted:
+        qa, qb, ga, gb = c.full[p]
+        pick = _even(len(qa), per_pair) if per_pair else slice(None)
+        parts.append((qa[pick], qb[pick], ga[pick], gb[pick]))
+    return tuple(np.concatenate([part[i] for part in parts]) for i in range(4))
+
+
+def _hull(points: np.ndarray) -> np.ndarray | None:
+    """The edges of the convex hull of points (M, 2) as half-planes (E, 3): n . (x, y) + d <= 0 inside."""
+    try:
+        return ConvexHull(points).equations
+    except (QhullError, ValueError):
+        return None
+
+
+def _in_hull(edges: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Which points (N, 2) lie inside the hull whose half-planes (E, 3) _hull gave: (N,) bool."""
+    return np.all(points @ edges[:, :2].T + edges[:, 2] <= 1e-9, axis=1)
+
+
+def _seen(trajectories: Sequence[Trajectory]) -> np.ndarray:
+    """A sample of every foot point (N, 2) the trajectories hold: where their camera sees people."""
+    return np.concatenate([t.points[_even(len(t), _COVERAGE_SAMPLES)] for t in trajectories])
+
+
+def _coverage_one_way(
+    h: np.ndarray, source: Sequence[Trajectory], spans: dict[int, list], target: np.ndarray, when: tuple
+) -> float:
+    """Of the source samples in `when` (start, end) that h projects where the target camera sees people
+    (the hull of its foot points (M, 2)), the fraction that a matched pair explains; `spans` maps a
+    source index to the time spans its matched pairs cover."""
+    hull = _hull(target)
+    if hull is None:
+        return 0.0
+    inside = explained = 0
+    for i, t in enumerate(source):
+        pick = _even(len(t), _COVERAGE_SAMPLES)
+        times, (points, w) = t.times[pick], _transfer(h, t.points[pick])
+        seen = (w > 0) & (times >= when[0]) & (times <= when[1])
+        seen[seen] = _in_hull(hull, points[seen])
+        inside += int(seen.sum())
+        for s, e in spans.get(i, ()):
+            explained += int(np.sum(seen & (times >= s) & (times <= e)))
+    return explained / inside if inside else 0.0
+
+
+def _coverage(
+    h: np.ndarray, a: Sequence[Trajectory], b: Sequence[Trajectory], c: _Candidates, accepted: np.ndarray
+) -> float:
+    """How much of what each camera sees where the other camera sees people the matched pairs explain.
+
+    Negative evidence: if the views truly overlap, a person whose foot point the mapping puts where the
+    other camera sees people is mostly seen there too (misses and occlusions aside); a mapping found by
+    chance explains its few pairs and little else. The smaller of the two directions, in [0, 1].
+    """
+    when = (
+        max(min(t.start for t in a), min(t.start for t in b)),
+        min(max(t.end for t in a), max(t.end for t in b)),
+    )
+    spans_a: dict[int, list] = {}
+    spans_b: dict[int, list] = {}
+    for p in accepted:
+        spans_a.setdefault(int(c.a[p]), []).append((c.t0[p], c.t1[p]))
+        spans_b.setdefault(int(c.b[p]), []).append((c.t0[p], c.t1[p]))
+    forward = _coverage_one_way(h, a, spans_a, _seen(b), when)
+    backward = _coverage_one_way(np.linalg.inv(h), b, spans_b, _seen(a), when)
+    return min(forward, backward)
+
+
+@dataclass(frozen=True)
+class OverlapModel:
+    """A learned mapping of foot points from camera_a's image to camera_b's, with the evidence behind it."""
+
+    camera_a: str
+    camera_b: str
+    homography: np.ndarray  # (3, 3) float64: homogeneous pixels of a -> b, w > 0 where both see the ground
+    inlier_pairs: tuple[tuple[int, int], ...]  # (track id in a, track id in b) the mapping explains
+    correspondences: int  # simultaneous foot-point pairs behind the fit
+    median_error_px: float  # a's foot points projected into b, distance to b's, in b's pixels
+    p90_error_px: float
+    median_error_rel: float  # symmetric transfer error in box heights
+    p90_error_rel: float
+    coverage: float  # share of what one camera sees where the other sees people that pairs explain
+    confidence: float  # in [0, 1): grows with independent support, falls with error
+    tolerance: float  # box heights within which a pair was counted as one person
+    region_a: tuple[float, float, float, float]  # x1, y1, x2, y2 around the foot points behind the fit, in a
+    region_b: tuple[float, float, float, float]  # the same in b
+    fitted_at: float  # latest time of the evidence, seconds
+
+    def __post_init__(self) -> None:
+        _check("homography", self.homography, (3, 3))
+        if abs(np.linalg.det(self.homography)) < 1e-12 * np.linalg.norm(self.homography) ** 3:
+            raise ValueError("homography must be invertible")
+
+    def project(self, points: np.ndarray) -> np.ndarray:
+        """Foot points (N, 2) in a's image mapped into b's image (N, 2); nan beyond a's horizon."""
+        out, w = _transfer(self.homography, np.asarray(points, np.float64).reshape(-1, 2))
+        out[w <= 0] = np.nan
+        return out
+
+    def inverse(self) -> OverlapModel:
+        """The same model from b to a."""
+        h = np.linalg.inv(self.homography)
+        return OverlapModel(
+            camera_a=self.camera_b,
+            camera_b=self.camera_a,
+            homography=h / np.linalg.norm(h),
+            inlier_pairs=tuple((b, a) for a, b in self.inlier_pairs),
+            correspondences=self.correspondences,
+            median_error_px=math.nan,  # measured in b's pixels only
+            p90_error_px=math.nan,
+            median_error_rel=self.median_error_rel,
+            p90_error_rel=self.p90_error_rel,
+            coverage=self.coverage,
+            confidence=self.confidence,
+            tolerance=self.tolerance,
+            region_a=self.region_b,
+            region_b=self.region_a,
+            fitted_at=self.fitted_at,
+        )
+
+    def distance(
+        self, first: Trajectory, second: Trajectory, *, max_gap_s: float = 1.0, min_common: int = 1
+    ) -> float | None:
+        """Median symmetric transfer error, in box heights, of two tracklets over the times both are seen.
+
+        One tracklet of each camera, in either order. Small (about the model's median_error_rel) for one
+        person, above `tolerance` for two; None where they are seen together fewer than min_common times.
+        """
+        if (first.camera, second.camera) == (self.camera_b, self.camera_a):
+            first, second = second, first
+        elif (first.camera, second.camera) != (self.camera_a, self.camera_b):
+            raise ValueError(
+                f"distance needs one tracklet of {self.camera_a!r} and one of {self.camera_b!r}, "
+                f"but got {first.camera!r} and {second.camera!r}"
+            )
+        _, pa, pb, ha, hb = _simultaneous(first, second, max_gap_s)
+        if len(pa) < max(min_common, 1):
+            return None
+        return float(np.median(_symmetric_errors(self.homography, pa, pb, ha, hb)))
+
+    def to_dict(self) -> dict:
+        """Plain data for topology.json."""
+        return {
+            "version": TOPOLOGY_VERSION,
+            "camera_a": self.camera_a,
+            "camera_b": self.camera_b,
+            "homography": self.homography.tolist(),
+            "inlier_pairs": [list(p) for p in self.inlier_pairs],
+            "correspondences": self.correspondences,
+            "median_error_px": _finite_or_none(self.median_error_px),
+            "p90_error_px": _finite_or_none(self.p90_error_px),
+            "median_error_rel": self.median_error_rel,
+            "p90_error_rel": self.p90_error_rel,
+            "coverage": self.coverage,
+            "confidence": self.confidence,
+            "tolerance": self.tolerance,
+            "region_a": list(self.region_a),
+            "region_b": list(self.region_b),
+            "fitted_at": self.fitted_at,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> OverlapModel:
+        """The model to_dict wrote; a missing, unknown or mistyped field is a ValueError."""
+        _check_version(data, "overlap model")
+        expected = set(cls.__dataclass_fields__) | {"version"}
+        if set(data) != expected:
+            missing, unknown = sorted(expected - set(data)), sorted(set(data) - expected)
+            raise ValueError(f"overlap model: missing fields {missing}, unknown fields {unknown}")
+        try:
+            return cls(
+                camera_a=str(data["camera_a"]),
+                camera_b=str(data["camera_b"]),
+                homography=np.array(data["homography"], np.float64),
+                inlier_pairs=tuple((int(a), int(b)) for a, b in data["inlier_pairs"]),
+                correspondences=int(data["correspondences"]),
+                median_error_px=_float_or_nan(data["median_error_px"]),
+                p90_error_px=_float_or_nan(data["p90_error_px"]),
+                median_error_rel=float(data["median_error_rel"]),
+                p90_error_rel=float(data["p90_error_rel"]),
+                coverage=float(data["coverage"]),
+                confidence=float(data["confidence"]),
+                tolerance=float(data["tolerance"]),
+                region_a=_region(data["region_a"]),
+                region_b=_region(data["region_b"]),
+                fitted_at=float(data["fitted_at"]),
+            )
+        except (TypeError, ValueError) as error:
+            raise ValueError(
+                f"overlap model {data.get('camera_a')!r}-{data.get('camera_b')!r}: {error}"
+            ) from None
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _float_or_nan(value: float | None) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _region(value: Sequence[float]) -> tuple[float, float, float, float]:
+    x1, y1, x2, y2 = (float(v) for v in value)
+    return x1, y1, x2, y2
+
+
+def _check_version(data: Mapping, what: str) -> None:
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{what} must be a mapping, but got {type(data).__name__}")
+    if data.get("version") != TOPOLOGY_VERSION:
+        raise ValueError(f"{what}: version must be {TOPOLOGY_VERSION}, but got {data.get('version')!r}")
+
+
+def _bounds(points: np.ndarray) -> tuple[float, float, float, float]:
+    x1, y1 = points.min(axis=0)
+    x2, y2 = points.max(axis=0)
+    return float(x1), float(y1), float(x2), float(y2)
+
+
+def fit_overlap(
+    a: Sequence[Trajectory],
+    b: Sequence[Trajectory],
+    *,
+    similarity: Similarity | None = None,
+    min_common: int = 5,
+    tolerance: float = 0.25,
+    min_pairs: int = 3,
+    min_correspondences: int = 20,
+    min_coverage: float = 0.5,
+    max_gap_s: float = 1.0,
+    max_iterations: int = 2000,
+    seed: int = 0,
+) -> OverlapModel | None:
+    """The foot-point mapping from the tracklets of one camera (a) to those of another (b), or None when
+    no mapping explains at least min_pairs independent tracklet pairs (the views do not overlap).
+
+    Pairs count when seen together at >= min_common of a's sample times and their median symmetric
+    transfer error is below `tolerance` box heights. `similarity` (appearance, per pair of tracklets, any
+    scale) only steers which pairs are tried first; it is never required.
+    """
+    a, b = [t for t in a if len(t)], [t for t in b if len(t)]
+    if not a or not b:
+        return None
+    cameras_a, cameras_b = {t.camera for t in a}, {t.camera for t in b}
+    if len(cameras_a) != 1 or len(cameras_b) != 1 or cameras_a == cameras_b:
+        raise ValueError(
+            f"fit_overlap needs the tracklets of two cameras, but got {cameras_a} and {cameras_b}"
+        )
+    camera_a, camera_b = cameras_a.pop(), cameras_b.pop()
+    c = _Candidates.build(a, b, min_common, max_gap_s)
+    if len(c) < min_pairs:
+        logger.debug("%s-%s: %d candidate pairs, too few to fit", camera_a, camera_b, len(c))
+        return None
+    rng = np.random.default_rng(seed)
+    h, accepted = _ransac(c, _sampling_weights(c, a, b, similarity), tolerance, rng, max_iterations)
+    if h is None:
+        logger.debug("%s-%s: no hypothesis explains more than its own pairs", camera_a, camera_b)
+        return None
+    for _ in range(_REFINE_ROUNDS):  # refit on all correspondences of the explained pairs, then re-accept
+        points_a = _full(c, accepted, _FIT_SAMPLES)[0]
+        h_new = _plausible(_least_squares(h, *_full(c, accepted, _FIT_SAMPLES)), points_a)
+        if h_new is None:
+            break
+        accepted_new = _one_to_one(c.errors(h_new), c, tolerance)
+        if _support(c, accepted_new) < _support(c, accepted):
+            break
+        h, unchanged, accepted = h_new, np.array_equal(accepted_new, accepted), accepted_new
+        if unchanged:
+            break
+    pa, pb, ha, hb = _full(c, accepted, None)
+    support = _support(c, accepted)
+    if support < min_pairs or len(pa) < min_correspondences or _spread(pa) < _MODEL_SPREAD * np.median(ha):
+        logger.debug(
+            "%s-%s: best mapping explains %d pairs, %d correspondences, spread %.0f px: no overlap",
+            *(camera_a, camera_b, support, len(pa), _spread(pa)),
+        )
+        return None
+    if _plausible(h, pa) is None:
+        return None
+    coverage = _coverage(h, a, b, c, accepted)
+    if coverage < min_coverage:
+        logger.debug(
+            "%s-%s: best mapping explains %d pairs but only %.0f%% of what each view sees of the other: "
+            "no overlap",
+            *(camera_a, camera_b, support, 100 * coverage),
+        )
+        return None
+    pixel = np.linalg.norm(_transfer(h, pa)[0] - pb, axis=1)  # (N,)
+    relative = _symmetric_errors(h, pa, pb, ha, hb)  # (N,)
+    median_rel = float(np.median(relative))
+    confidence = (1 - math.exp(-support / min_pairs)) * max(0.0, 1 - median_rel / tolerance)
+    return OverlapModel(
+        camera_a=camera_a,
+        camera_b=camera_b,
+        homography=h,
+        inlier_pairs=tuple(sorted((a[c.a[p]].track_id, b[c.b[p]].track_id) for p in accepted)),
+        correspondences=len(pa),
+        median_error_px=float(np.median(pixel)),
+        p90_error_px=float(np.percentile(pixel, 90)),
+        median_error_rel=median_rel,
+        p90_error_rel=float(np.percentile(relative, 90)),
+        coverage=coverage,
+        confidence=float(confidence),
+        tolerance=tolerance,
+        region_a=_bounds(pa),
+        region_b=_bounds(pb),
+        fitted_at=float(c.t1[accepted].max()),
+    )
