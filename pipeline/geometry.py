@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.optimize import least_squares
@@ -38,6 +39,8 @@ _COVERAGE_SAMPLES = 50  # samples per tracklet that measure the coverage of a ma
 _GUIDE_MOTION = 0.1  # box heights a pair must move to guess a local mapping from it
 _GUIDED = 0.8  # share of second pairs drawn by how well the first pair's local mapping explains them
 _GUIDED_HIT = 0.25  # assumed chance that a guided second pair is explained when the first one is
+_FRESH_MIN_COMMON = 3  # simultaneous samples a pair needs to count towards the rolling error
+_MIN_ERROR_PAIRS = 8  # fresh pair errors needed before the rolling error can drop a model
 
 
 def _check(name: str, value: np.ndarray, shape: tuple[int | None, ...]) -> None:
@@ -767,3 +770,319 @@ def fit_overlap(
         region_b=_bounds(pb),
         fitted_at=float(c.t1[accepted].max()),
     )
+
+
+class _Samples:
+    """The growing samples of one tracklet, kept as lists so that one box per frame appends cheaply."""
+
+    def __init__(self, camera: str, track_id: int) -> None:
+        self.camera, self.track_id = camera, track_id
+        self.times: list[float] = []
+        self.points: list[tuple[float, float]] = []
+        self.heights: list[float] = []
+        self._cached: Trajectory | None = None
+
+    @property
+    def end(self) -> float:
+        return self.times[-1] if self.times else -math.inf
+
+    def add(self, time: float, point: tuple[float, float], height: float) -> None:
+        if self.times and time <= self.times[-1]:
+            self.merge(Trajectory.from_arrays(self.camera, self.track_id, [time], [point], [height]))
+            return
+        self.times.append(time)
+        self.points.append(point)
+        self.heights.append(height)
+        self._cached = None
+
+    def merge(self, trajectory: Trajectory) -> None:
+        """Take in a trajectory's samples; at a time both hold, the trajectory's sample wins."""
+        if not len(trajectory):
+            return
+        if not self.times or trajectory.start > self.times[-1]:
+            self.times.extend(trajectory.times.tolist())
+            self.points.extend(map(tuple, trajectory.points.tolist()))
+            self.heights.extend(trajectory.heights.tolist())
+        else:
+            old = self.trajectory()
+            merged = Trajectory.from_arrays(
+                self.camera,
+                self.track_id,
+                np.concatenate([old.times, trajectory.times]),
+                np.concatenate([old.points, trajectory.points]),
+                np.concatenate([old.heights, trajectory.heights]),
+            )
+            self.times, self.heights = merged.times.tolist(), merged.heights.tolist()
+            self.points = list(map(tuple, merged.points.tolist()))
+        self._cached = None
+
+    def trajectory(self) -> Trajectory:
+        if self._cached is None:
+            self._cached = Trajectory(
+                self.camera,
+                self.track_id,
+                np.array(self.times, np.float64),
+                np.array(self.points, np.float64).reshape(-1, 2),
+                np.array(self.heights, np.float64),
+            )
+        return self._cached
+
+
+@dataclass
+class _PairState:
+    """What the learner knows about one camera pair."""
+
+    model: OverlapModel | None = None
+    since: float = -math.inf  # evidence before this time is no longer trusted (a dropped model's)
+    evidence_at_fit: float = 0.0  # co-visible tracklet seconds at the last fit attempt
+    attempted_at: float = -math.inf  # data time of the last fit attempt
+    checked_until: float = -math.inf  # fresh errors measured up to this time
+    last_check: float = -math.inf
+    errors: deque = field(default_factory=deque)  # (start time, pair error) of fresh matched pairs
+
+
+class OverlapLearner:
+    """Learns, online, which camera pairs overlap and how foot points map between them, from the tracks.
+
+    Feed it trajectories (whole tracklets or new pieces) or per-frame boxes; every `check_interval_s` of
+    data time it measures each model's error on the fresh correspondences, drops a model whose rolling
+    error rises above `drop_error`, and refits a camera pair when its evidence (seconds of tracklets seen
+    at once by both cameras) has grown by `refit_growth` since the last attempt, or `refit_interval_s`
+    have passed.
+    """
+
+    def __init__(
+        self,
+        *,
+        similarity: Similarity | None = None,
+        min_common: int = 5,
+        tolerance: float = 0.25,
+        min_pairs: int = 3,
+        min_correspondences: int = 20,
+        min_coverage: float = 0.5,
+        max_gap_s: float = 1.0,
+        refit_growth: float = 1.5,
+        refit_interval_s: float = 300.0,
+        check_interval_s: float = 2.0,
+        error_window: int = 30,
+        drop_error: float | None = None,
+        memory_s: float = 900.0,
+        seed: int = 0,
+    ) -> None:
+        if refit_growth <= 1:
+            raise ValueError(f"refit_growth must be > 1, but got {refit_growth}")
+        self.similarity = similarity
+        self.fit_options = dict(
+            min_common=min_common,
+            tolerance=tolerance,
+            min_pairs=min_pairs,
+            min_correspondences=min_correspondences,
+            min_coverage=min_coverage,
+            max_gap_s=max_gap_s,
+            seed=seed,
+        )
+        self.tolerance = tolerance
+        self.max_gap_s = max_gap_s
+        self.refit_growth = refit_growth
+        self.refit_interval_s = refit_interval_s
+        self.check_interval_s = check_interval_s
+        self.error_window = error_window
+        self.drop_error = tolerance if drop_error is None else drop_error
+        self.memory_s = memory_s
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget all tracklets and models."""
+        self._samples: dict[Key, _Samples] = {}
+        self._latest: dict[str, float] = {}
+        self._pairs: dict[tuple[str, str], _PairState] = {}
+
+    def update(self, trajectories: Iterable[Trajectory]) -> list[tuple[str, str]]:
+        """Take in new trajectory data; the camera pairs (a, b), a < b, whose model changed."""
+        for t in trajectories:
+            if len(t):
+                self._tracklet(t.camera, t.track_id).merge(t)
+                self._latest[t.camera] = max(self._latest.get(t.camera, -math.inf), t.end)
+        return self._maintain()
+
+    def add_boxes(self, camera: str, timestamp: float, track_ids, xyxy) -> list[tuple[str, str]]:
+        """Take in one frame's tracks of one camera, ids (N,) and boxes (N, 4) x1, y1, x2, y2; as update."""
+        xyxy = np.asarray(xyxy, np.float64).reshape(-1, 4)
+        ids = np.asarray(track_ids).reshape(-1)
+        if len(ids) != len(xyxy):
+            raise ValueError(f"track_ids must have shape ({len(xyxy)},), but got shape {ids.shape}")
+        for tid, (x1, y1, x2, y2) in zip(ids.tolist(), xyxy.tolist()):
+            if y2 > y1:
+                self._tracklet(camera, int(tid)).add(float(timestamp), ((x1 + x2) / 2, y2), y2 - y1)
+        self._latest[camera] = max(self._latest.get(camera, -math.inf), float(timestamp))
+        return self._maintain()
+
+    def model(self, a: str, b: str) -> OverlapModel | None:
+        """The current mapping from camera a to camera b, or None while they are not known to overlap."""
+        state = self._pairs.get((min(a, b), max(a, b)))
+        if state is None or state.model is None:
+            return None
+        return state.model if state.model.camera_a == a else state.model.inverse()
+
+    def models(self) -> dict[tuple[str, str], OverlapModel]:
+        """Every current model, keyed by its (camera_a, camera_b)."""
+        return {key: s.model for key, s in self._pairs.items() if s.model is not None}
+
+    def rolling_error(self, a: str, b: str) -> float | None:
+        """Median error in box heights of the fresh pairs matched under the current model, if any."""
+        state = self._pairs.get((min(a, b), max(a, b)))
+        if state is None or not state.errors:
+            return None
+        return float(np.median([e for _, e in state.errors]))
+
+    def trajectories(self, camera: str) -> list[Trajectory]:
+        """The tracklets of one camera the learner remembers."""
+        return [s.trajectory() for (c, _), s in self._samples.items() if c == camera]
+
+    def to_dict(self) -> dict:
+        """The learned overlaps for topology.json: every model, and the pairs tried without one."""
+        return {
+            "version": TOPOLOGY_VERSION,
+            "overlaps": [s.model.to_dict() for _, s in sorted(self._pairs.items()) if s.model is not None],
+            "no_overlap": [
+                {"cameras": list(key), "evidence_s": s.evidence_at_fit}
+                for key, s in sorted(self._pairs.items())
+                if s.model is None and s.evidence_at_fit > 0
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping, **kwargs) -> OverlapLearner:
+        """A learner that starts from the models to_dict wrote; they stay until fresh evidence refutes them."""
+        _check_version(data, "topology overlaps")
+        unknown = sorted(set(data) - {"version", "overlaps", "no_overlap"})
+        if unknown:
+            raise ValueError(f"topology overlaps: unknown fields {unknown}")
+        learner = cls(**kwargs)
+        for item in data.get("overlaps", ()):
+            model = OverlapModel.from_dict(item)
+            if model.camera_a > model.camera_b:
+                model = model.inverse()
+            learner._pairs[(model.camera_a, model.camera_b)] = _PairState(model=model)
+        return learner
+
+    def _tracklet(self, camera: str, track_id: int) -> _Samples:
+        key = (camera, track_id)
+        if key not in self._samples:
+            self._samples[key] = _Samples(camera, track_id)
+        return self._samples[key]
+
+    def _maintain(self) -> list[tuple[str, str]]:
+        """Measure fresh errors, drop and refit models where due; the pairs whose model changed."""
+        if not self._latest:
+            return []
+        horizon = max(self._latest.values()) - self.memory_s
+        for key in [k for k, s in self._samples.items() if s.end < horizon]:
+            del self._samples[key]
+        changed = []
+        cameras = sorted(self._latest)
+        for i, a in enumerate(cameras):
+            for b in cameras[i + 1 :]:
+                state = self._pairs.setdefault((a, b), _PairState())
+                now = min(self._latest[a], self._latest[b])
+                if now - state.last_check < self.check_interval_s:
+                    continue
+                state.last_check = now
+                if self._check(a, b, state, now):
+                    changed.append((a, b))
+        return changed
+
+    def _window(self, camera: str, start: float, end: float) -> list[Trajectory]:
+        out = []
+        for (c, _), s in self._samples.items():
+            if c == camera and s.end >= start and s.times[0] <= end:
+                t = s.trajectory()
+                out.append(t if t.start >= start and t.end <= end else t.between(start, end))
+        return [t for t in out if len(t)]
+
+    def _check(self, a: str, b: str, state: _PairState, now: float) -> bool:
+        """One check of a camera pair at data time `now`; True when its model changed."""
+        changed = False
+        if state.model is not None and self._fresh_error_too_high(a, b, state, now):
+            logger.info(
+                "%s-%s: dropped the overlap model, its error on fresh tracks rose to %.2f box heights",
+                *(a, b, self.rolling_error(a, b)),
+            )
+            # trust the evidence from the last pair the model still explained on: later rather than
+            # earlier, so that the old geometry's evidence cannot bring the dropped model back
+            good = [t for t, e in state.errors if e <= self.drop_error]
+            state.since = max(good) if good else min(t for t, _ in state.errors)
+            state.model, state.evidence_at_fit = None, 0.0
+            state.errors.clear()
+            changed = True
+        state.checked_until = now
+        evidence = self._evidence(a, b, state.since, now)
+        grown = evidence >= self.refit_growth * state.evidence_at_fit and evidence > 0
+        stale = now - state.attempted_at >= self.refit_interval_s and evidence > state.evidence_at_fit
+        if not (grown or stale):
+            return changed
+        state.evidence_at_fit, state.attempted_at = evidence, now
+        model = fit_overlap(
+            self._window(a, state.since, now),
+            self._window(b, state.since, now),
+            similarity=self.similarity,
+            **self.fit_options,
+        )
+        if model is None:
+            return changed  # a model stays until fresh evidence refutes it
+        if state.model is None:
+            logger.info(
+                "%s-%s: the views overlap: %d tracklet pairs, median error %.1f px (%.2f box heights)",
+                *(a, b, len(model.inlier_pairs), model.median_error_px, model.median_error_rel),
+            )
+        state.model = model
+        state.errors.clear()
+        return True
+
+    def _fresh_error_too_high(self, a: str, b: str, state: _PairState, now: float) -> bool:
+        """Add the errors of the fresh tracklets to the rolling window; True when its median is above
+        drop_error.
+
+        A fresh tracklet of either camera that the model puts where the other camera sees people counts
+        with the error of the tracklet it is matched to there, or as a miss (error at the gate) when it
+        is matched to none: a model that no longer fits stops matching, and misses are what show it.
+        """
+        assert state.model is not None
+        start = max(state.checked_until, state.since)
+        if now <= start:
+            return False
+        fresh = {camera: self._window(camera, start, now) for camera in (a, b)}
+        if not fresh[a] and not fresh[b]:
+            return False
+        gate = 2 * self.tolerance  # wide: the pairs of a drifting model still count with their error
+        c = _Candidates.build(fresh[a], fresh[b], _FRESH_MIN_COMMON, self.max_gap_s)
+        errors = c.errors(state.model.homography) if len(c) else np.zeros(0)
+        matched = _one_to_one(errors, c, gate) if len(c) else np.zeros(0, int)
+        for p in matched:
+            state.errors.append((float(c.t0[p]), float(errors[p])))
+        found = {a: set(c.a[matched].tolist()), b: set(c.b[matched].tolist())}
+        mappings = {a: state.model.homography, b: np.linalg.inv(state.model.homography)}
+        for source, target in ((a, b), (b, a)):
+            remembered = self.trajectories(target)
+            hull = _hull(_seen(remembered)) if remembered else None
+            if hull is None:
+                continue
+            for i, t in enumerate(fresh[source]):
+                if i in found[source] or len(t) < _FRESH_MIN_COMMON:
+                    continue
+                points, w = _transfer(mappings[source], t.points)
+                if np.all(w > 0) and np.mean(_in_hull(hull, points)) > 0.5:
+                    state.errors.append((t.start, gate))  # where the other camera sees people, yet unseen
+        while len(state.errors) > self.error_window:
+            state.errors.popleft()
+        return len(state.errors) >= _MIN_ERROR_PAIRS and self.rolling_error(a, b) > self.drop_error
+
+    def _evidence(self, a: str, b: str, start: float, end: float) -> float:
+        """Seconds during which a tracklet of a and one of b were both seen, summed over tracklet pairs."""
+        spans = {}
+        for camera in (a, b):
+            rows = [(s.times[0], s.end) for (c, _), s in self._samples.items() if c == camera and s.times]
+            spans[camera] = np.clip(np.array(rows, np.float64).reshape(-1, 2), start, end)  # (N, 2)
+        sa, sb = spans[a], spans[b]
+        together = np.minimum.outer(sa[:, 1], sb[:, 1]) - np.maximum.outer(sa[:, 0], sb[:, 0])  # (Na, Nb)
+        return float(np.clip(together, 0, None).sum())
