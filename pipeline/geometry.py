@@ -935,6 +935,11 @@ class OverlapLearner:
             return None
         return float(np.median([e for _, e in state.errors]))
 
+    def trajectory(self, camera: str, track_id: int) -> Trajectory | None:
+        """What the learner remembers of one tracklet, or None."""
+        samples = self._samples.get((camera, track_id))
+        return None if samples is None else samples.trajectory()
+
     def trajectories(self, camera: str) -> list[Trajectory]:
         """The tracklets of one camera the learner remembers."""
         return [s.trajectory() for (c, _), s in self._samples.items() if c == camera]

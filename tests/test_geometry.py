@@ -208,6 +208,9 @@ def test_learner_learns_online_and_relearns_after_a_camera_moves(pets_gt) -> Non
     final = learner.model("a", "b")
     assert final is not None and np.median(_truth_error(final, pets_gt, bump)) < 1.0
     assert learner.model("b", "a").camera_a == "b"
+    pair = final.inlier_pairs[-1]
+    d = final.distance(learner.trajectory("a", pair[0]), learner.trajectory("b", pair[1]))
+    assert d is not None and d < final.tolerance / 2 and learner.trajectory("a", -1) is None
     assert np.allclose(learner.model("b", "a").project(final.project([[200.0, 300.0]])), [[200.0, 300.0]])
 
 
