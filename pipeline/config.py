@@ -82,7 +82,7 @@ class ReIDConfig:
 
 @dataclass(frozen=True)
 class MatcherConfig:
-    threshold: float = bounded(0.85, ge=-1, le=1)  # a cosine similarity
+    threshold: float | None = bounded(None, ge=-1, le=1)  # a cosine similarity; None: calibrated per site
     min_embeddings: int = bounded(3, ge=1)
     revise_every: int = bounded(4, ge=1)
     top_k: int = bounded(20, ge=1)

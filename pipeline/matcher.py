@@ -6,11 +6,13 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from pipeline.calibration import ScoreCalibration
+from pipeline.geometry import OverlapLearner
 from pipeline.messages import Assignment, CameraFinished, Embedding, IdentityEvent, TrackEnded, Tracks
 from pipeline.store import EmbeddingStore, Key
 
@@ -21,6 +23,11 @@ _FORBIDDEN = 1e6  # cost of a pair the constraints rule out
 _CLOSED_MEMORY = 4096  # recently closed tracklets remembered, so that late embeddings are ignored
 _REJOIN_TOLERANCE = 0.75  # box heights between where a lost track's motion leads and where a new one starts
 _MAX_SPEED_HEIGHTS_S = 1.5  # a walking person covers about one body height per second
+_GEOMETRY_LLR = 4.0  # log-likelihood ratio of two tracklets at corresponding places in overlapping views
+_GEOMETRY_MIN_COMMON = 3  # moments seen together before geometry speaks
+_CALIBRATION_SAMPLES = 32  # embeddings a tracklet keeps for the score calibration
+TOPOLOGY_VERSION = 1
+DEFAULT_THRESHOLD = 0.85  # where the calibration starts, before the site has labelled any pairs
 
 
 def _foot(box: Box) -> tuple[float, float]:
@@ -46,14 +53,17 @@ class _Span:
     first_box: Box | None = None  # None: motion unknown (a tracklet no longer remembered)
     last_box: Box | None = None
     velocity: tuple[float, float] = (0.0, 0.0)  # foot-point motion at the end, pixels per second
+    track_id: int = -1  # -1: not known (a tracklet no longer remembered)
 
 
 @dataclass
 class _Tracklet(_Span):
     """An open tracklet: its span, its accumulating feature and its current identity."""
 
-    track_id: int = 0
     feature_sum: np.ndarray | None = None
+    samples: list[tuple[np.ndarray, float]] = field(
+        default_factory=list
+    )  # (vector, quality), for calibration
     embeddings: int = 0
     since_decision: int = 0
     global_id: int | None = None
@@ -80,8 +90,12 @@ class Matcher:
 
     Undecided tracklets wait for `min_embeddings` embeddings (or their end), then all tracklets waiting
     at that moment are assigned together (Hungarian) to identities found in the store's gallery, among
-    those the constraints allow; below `threshold` cosine similarity a new identity is born. An open
-    tracklet is re-decided every `revise_every` new embeddings.
+    those the constraints allow, or to a new identity where no candidate's evidence is strong enough. An
+    open tracklet is re-decided every `revise_every` new embeddings.
+
+    Evidence: with `threshold=None` a cosine similarity becomes a log-likelihood ratio of "same person",
+    learned per site and model from the pairs the constraints label for free (see `ScoreCalibration`),
+    starting from a prior around DEFAULT_THRESHOLD; a fixed `threshold` overrides it (1.0 links nothing).
 
     Constraints: an identity holds at most one tracklet at a time in one camera; it is in one camera at a
     time unless the pair is in `overlaps`; `transitions[(a, b)] = (min_s, max_s)` bounds the gap between
@@ -91,15 +105,15 @@ class Matcher:
     Constraints compare tracklets of this session only: timestamps of earlier sessions are not on the
     same clock.
 
-    The default threshold suits OSNet-like features, where different people in similar clothes often
-    score 0.7-0.9; other models need their own (measure it on footage with ground truth).
+    DEFAULT_THRESHOLD suits OSNet-like features, where different people in similar clothes often score
+    0.7-0.9; the calibration moves away from it as it learns what this model's scores mean here.
     """
 
     def __init__(
         self,
         store: EmbeddingStore,
         session: int,
-        threshold: float = 0.85,
+        threshold: float | None = None,
         min_embeddings: int = 3,
         revise_every: int = 4,
         overlaps: Iterable[tuple[str, str]] = (),
@@ -114,6 +128,11 @@ class Matcher:
         self.store = store
         self.session = session
         self.threshold = threshold
+        # No threshold: similarities are calibrated on the pairs the constraints label, per site and model.
+        self.calibration = (
+            None if threshold is not None else ScoreCalibration(prior_threshold=DEFAULT_THRESHOLD)
+        )
+        self.geometry = OverlapLearner()  # which views overlap, and how foot points map between them
         self.min_embeddings = min_embeddings
         self.revise_every = revise_every
         self.overlaps = {frozenset(pair) for pair in overlaps}
@@ -164,6 +183,14 @@ class Matcher:
         self.commit_if_due()
         return out
 
+    def topology(self) -> dict:
+        """What the matcher learned of the site: overlapping views with their mappings, the score model."""
+        return {
+            "schema_version": TOPOLOGY_VERSION,
+            "overlaps": self.geometry.to_dict(),
+            "score_calibration": None if self.calibration is None else self.calibration.to_dict(),
+        }
+
     def commit_if_due(self) -> bool:
         """Make the store durable when `commit_interval_s` has passed since the last commit.
 
@@ -184,6 +211,7 @@ class Matcher:
         return out
 
     def _on_tracks(self, tracks: Tracks) -> None:
+        self.geometry.add_boxes(tracks.camera_id, tracks.timestamp, tracks.track_id, tracks.xyxy)
         for xyxy, conf, track_id in zip(tracks.xyxy, tracks.confidence, tracks.track_id, strict=True):
             key = (tracks.camera_id, int(track_id))
             tracklet = self._open.get(key)
@@ -215,6 +243,8 @@ class Matcher:
         tracklet.feature_sum = weighted if tracklet.feature_sum is None else tracklet.feature_sum + weighted
         tracklet.embeddings += 1
         tracklet.since_decision += 1
+        if len(tracklet.samples) < _CALIBRATION_SAMPLES:
+            tracklet.samples.append((emb.vector, float(emb.quality)))
         if tracklet.global_id is None:
             if tracklet.embeddings >= self.min_embeddings:
                 self._due.add(key)
@@ -237,6 +267,7 @@ class Matcher:
             self._closed[key] = _Span(
                 tracklet.camera, tracklet.first_frame, tracklet.last_frame, tracklet.first_time,
                 tracklet.last_time, tracklet.first_box, tracklet.last_box, tracklet.velocity,
+                tracklet.track_id,
             )  # fmt: skip
             while len(self._closed) > _CLOSED_MEMORY:
                 self._closed.popitem(last=False)
@@ -249,25 +280,51 @@ class Matcher:
         features = np.stack([t.feature() for t in rows])  # (R, D)
         keys = [self._key(t) for t in rows]
         found = self.store.search(features, self.top_k, exclude=keys)
-        candidates = sorted({gid for hits in found for gid, sim in hits.items() if sim >= self.threshold})
+        scores = [self._link_scores(hits) for hits in found]  # per row: gid -> score, > 0 favours linking
+        candidates = sorted({gid for row in scores for gid, score in row.items() if score >= 0})
+        if self.calibration is not None:  # geometry may carry a candidate that appearance alone would not
+            candidates = sorted({*candidates, *(gid for row in scores for gid in row)})
         spans = self._identity_spans(candidates)
         column = {gid: j for j, gid in enumerate(candidates)}
         n_rows, n_ids = len(rows), len(candidates)
         cost = np.full((n_rows, n_ids + n_rows), _FORBIDDEN)
-        cost[np.arange(n_rows), n_ids + np.arange(n_rows)] = 1.0 - self.threshold
-        for i, (tracklet, hits) in enumerate(zip(rows, found, strict=True)):
-            for gid, sim in hits.items():
+        cost[np.arange(n_rows), n_ids + np.arange(n_rows)] = 0.0  # a new identity
+        for i, (tracklet, row) in enumerate(zip(rows, scores, strict=True)):
+            for gid, score in row.items():
                 others = [s for s in spans.get(gid, []) if s is not tracklet]
-                if sim >= self.threshold and self._allowed(tracklet, others):
-                    cost[i, column[gid]] = 1.0 - sim
+                if score >= 0 and self._allowed(tracklet, others):
+                    cost[i, column[gid]] = -score
+        if self.calibration is not None:  # a fixed threshold leaves decisions to appearance alone
+            for gid, j in column.items():
+                for i, tracklet in enumerate(rows):
+                    others = [s for s in spans[gid] if s is not tracklet]
+                    # tracklets at corresponding places in overlapping views: the same person, whatever
+                    # appearance says (different people in similar clothes score alike)
+                    if self._seen_together(tracklet, others) and self._allowed(tracklet, others):
+                        cost[i, j] = min(cost[i, j], -_GEOMETRY_LLR)
         row_index, col_index = linear_sum_assignment(cost)
         out: list[Output] = []
         for i, j in zip(row_index, col_index, strict=True):
             if j < n_ids and cost[i, j] < _FORBIDDEN:
-                out.extend(self._assign(rows[i], candidates[j], 1.0 - float(cost[i, j])))
+                out.extend(self._assign(rows[i], candidates[j], found[i][candidates[j]]))
             else:
                 out.extend(self._assign(rows[i], None, 0.0))
         return out
+
+    def _link_scores(self, hits: dict[int, float]) -> dict[int, float]:
+        """How much each candidate's similarity favours linking over a new identity (> 0: link).
+
+        With a fixed threshold, the margin above it. Calibrated, the log-likelihood ratio of "same person"
+        less the prior log-odds against any one of the session's identities (one of N people is this one),
+        applied as far as the calibration has learned from this site.
+        """
+        if not hits:
+            return {}
+        gids, sims = list(hits), np.array(list(hits.values()))
+        if self.calibration is None:
+            return dict(zip(gids, (sims - self.threshold).tolist(), strict=True))
+        prior_odds_against = self.calibration.weight * np.log(max(self.store.identity_count(), 2))
+        return dict(zip(gids, (self.calibration.llr(sims) - prior_odds_against).tolist(), strict=True))
 
     def _assign(self, tracklet: _Tracklet, global_id: int | None, score: float) -> list[Output]:
         """Apply one decision (`None`: no known identity fits) and say what changed."""
@@ -304,6 +361,13 @@ class Matcher:
             out.extend(self._assign(tracklet, None, 0.0))
         elif tracklet.feature_sum is not None:
             self.store.add_prototype(tracklet.global_id, tracklet.feature(), self._key(tracklet))
+        if self.calibration is not None and tracklet.samples:
+            vectors, qualities = zip(*tracklet.samples, strict=True)
+            self.calibration.observe_tracklet(
+                (tracklet.camera, tracklet.track_id), tracklet.camera, tracklet.first_time,
+                tracklet.last_time, np.stack(vectors), np.array(qualities),
+            )  # fmt: skip
+            tracklet.samples.clear()
         self._store_tracklet(tracklet, closed=True)
         out.append(self._event("left", tracklet, 0.0))
         return out
@@ -322,8 +386,8 @@ class Matcher:
                     return False
                 continue
             simultaneous = other.first_time < tracklet.last_time and tracklet.first_time < other.last_time
-            if simultaneous and frozenset((other.camera, tracklet.camera)) not in self.overlaps:
-                return False  # in two cameras at once, and they do not overlap
+            if simultaneous and not self._may_be_together(tracklet, other):
+                return False  # in two cameras at once, where their views cannot both see one person
         if before:
             last = max(before, key=lambda s: s.last_time)
             if not self._transit_ok(last.camera, tracklet.camera, tracklet.first_time - last.last_time):
@@ -335,6 +399,37 @@ class Matcher:
             ):
                 return False
         return True
+
+    def _geometric_distance(self, tracklet: _Span, other: _Span) -> tuple[float | None, object | None]:
+        """How far apart two tracklets of overlapping views are, in box heights, by the learned mapping."""
+        model = self.geometry.model(tracklet.camera, other.camera)
+        if model is None or tracklet.track_id < 0 or other.track_id < 0:
+            return None, model
+        first = self.geometry.trajectory(tracklet.camera, tracklet.track_id)
+        second = self.geometry.trajectory(other.camera, other.track_id)
+        if first is None or second is None:
+            return None, model
+        return model.distance(first, second, min_common=_GEOMETRY_MIN_COMMON), model
+
+    def _may_be_together(self, tracklet: _Span, other: _Span) -> bool:
+        """Whether one person may be seen at once in the two tracklets' cameras, where they are."""
+        distance, model = self._geometric_distance(tracklet, other)
+        if model is None:  # no learned overlap: only a declared one allows it
+            return frozenset((other.camera, tracklet.camera)) in self.overlaps
+        return distance is None or distance <= model.tolerance or model.confidence < 0.5
+
+    def _seen_together(self, tracklet: _Span, others: list[_Span]) -> bool:
+        """Whether the identity's tracklets in an overlapping view walk where this tracklet does."""
+        found = False
+        for other in others:
+            if other.camera == tracklet.camera:
+                continue
+            distance, model = self._geometric_distance(tracklet, other)
+            if distance is not None and model is not None:
+                if distance > model.tolerance / 2:
+                    return False
+                found = True
+        return found
 
     def _rejoin_ok(self, tracklet: _Span, other: _Span, others: list[_Span]) -> bool:
         """Whether two tracklets of one camera, one after the other, may be one person.

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 JOIN_TIMEOUT_S = 60.0
 LOCK_NAME = ".lock"
-EXPORTS = ("tracks.json", "mot", "videos", "run.json")  # what a resumed run rewrites
+EXPORTS = ("tracks.json", "mot", "videos", "run.json", "topology.json")  # what a resumed run rewrites
 
 
 @dataclass
@@ -509,6 +509,7 @@ def _matcher_main(config, out_dir, fps, inbox, assign_qs, result_q, stop, parent
 
 def _match(config, out_dir, fps, dim, inbox, assign_qs, result_q) -> dict:
     """Link every track of the run, then write the exports; returns the matcher's stats."""
+    from pipeline.sinks.atomic import write_json
     from pipeline.sinks.events import EventLog
     from pipeline.sinks.exports import write_exports
 
@@ -550,6 +551,7 @@ def _match(config, out_dir, fps, dim, inbox, assign_qs, result_q) -> dict:
             fps.setdefault(camera_id, message.stats.get("fps", 0.0))
         frames = {c: m.frames for c, m in finished.items()}
         write_exports(store, session, _cameras_meta(config, fps, frames), out_dir)
+        write_json(out_dir / "topology.json", matcher.topology())
         return {"seconds": round(seconds, 3), "identities": store.identity_count()}
     finally:
         store.close()

@@ -57,6 +57,7 @@ def check_outputs(out: Path, max_frame: int) -> dict:
             assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == count
     for line in (out / "events.jsonl").read_text().splitlines():
         json.loads(line)
+    assert json.loads((out / "topology.json").read_text())["schema_version"] == 1
     assert not list(out.rglob("*.partial.*"))
     return info
 

@@ -35,10 +35,13 @@ class Track:
     noise: float = 0.05
     x0: float | None = None  # left edge of its 8x20 box at `first` (default: 10 * track_id)
     vx: float = 0.0  # pixels per frame
+    y0: float = 0.0
+    vy: float = 0.0
 
     def box(self, frame: int) -> np.ndarray:
         x = (10.0 * self.track_id if self.x0 is None else self.x0) + self.vx * (frame - self.first)
-        return np.array([[x, 0, x + 8, 20]], np.float32)
+        y = self.y0 + self.vy * (frame - self.first)
+        return np.array([[x, y, x + 8, y + 20]], np.float32)
 
 
 def script(tracks: list[Track], seed: int = 1) -> list:
@@ -135,6 +138,28 @@ def test_after_a_long_break_in_one_camera_the_person_must_have_been_seen_elsewhe
     store = EmbeddingStore(None, dim=DIM)
     final, _ = run(Matcher(store, store.begin_session(), rejoin_max_gap_s=3.0), script(tracks))
     assert (final[("a", 1)] == final[("a", 2)]) == linked
+
+
+def test_overlapping_views_are_learned_and_link_look_alikes_by_where_they_walk() -> None:
+    """Camera b sees camera a's floor scaled by 0.8 and shifted; no overlap is declared, everyone looks alike."""
+    look = people(1)[0]
+    starts = [
+        (0.0, 0.0, 3.0, 2.0),
+        (300.0, 0.0, -2.5, 2.5),
+        (0.0, 300.0, 2.0, -2.0),
+        (300.0, 300.0, -3.0, -1.5),
+    ]
+    tracks = []
+    for i, (x, y, vx, vy) in enumerate(starts, start=1):
+        tracks.append(Track("a", i, 1, 100, [look] * 12, x0=x, y0=y, vx=vx, vy=vy))
+        bx, by = 0.8 * (x + 4) + 50 - 4, 0.8 * (y + 20) + 30 - 20  # the same foot point in b
+        tracks.append(Track("b", 10 + i, 1, 100, [look] * 12, x0=bx, y0=by, vx=0.8 * vx, vy=0.8 * vy))
+    store = EmbeddingStore(None, dim=DIM)
+    matcher = Matcher(store, store.begin_session())
+    final, _ = run(matcher, script(tracks))
+    assert matcher.geometry.model("a", "b") is not None
+    assert [final[("a", i)] == final[("b", 10 + i)] for i in range(1, 5)] == [True] * 4
+    assert len({final[("a", i)] for i in range(1, 5)}) == 4
 
 
 @pytest.mark.parametrize(("overlaps", "linked"), [((), False), ((("a", "b"),), True)])
