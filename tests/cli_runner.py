@@ -65,3 +65,13 @@ def check_outputs(out: Path, max_frame: int) -> dict:
 def finished_videos(out: Path) -> list[Path]:
     """The videos a run completed or salvaged; one still named .partial was cut before it could be read."""
     return [v for v in (out / "videos").glob("*.avi") if ".partial" not in v.name]
+
+
+def write_run_config(root: Path, assets: Path, cameras: str) -> Path:
+    """`root/cameras.yaml` over the real detector and re-ID weights; `cameras` is the YAML of its camera list."""
+    path = root / "cameras.yaml"
+    path.write_text(
+        f"cameras:\n{cameras}detector:\n  name: yolo\n  weights: {assets}/models/yolov8n_int8.onnx\n"
+        f"reid:\n  weights: {assets}/models/osnet_x0_25_msmt17.onnx\n"
+    )
+    return path

@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from cli_runner import run_cli
+from cli_runner import run_cli, write_run_config
 
 from pipeline.errors import SourceError
 from pipeline.sources import ImageSequenceSource, create_source
@@ -157,16 +157,10 @@ def pets_sequence(tmp_path: Path, assets: Path) -> Path:
     capture.release()
     (tmp_path / "seq/img1/000003.jpg").write_bytes(b"corrupt")
     (tmp_path / "seq/seqinfo.ini").write_text(PETS_SEQINFO)
-    (tmp_path / "cameras.yaml").write_text(
-        f"""cameras:
-  - id: cam_seq
-    source: seq/img1/%06d.jpg
-detector:
-  name: yolo
-  weights: {assets}/models/yolov8n_int8.onnx
-reid:
-  weights: {assets}/models/osnet_x0_25_msmt17.onnx
-"""
+    write_run_config(
+        tmp_path,
+        assets,
+        "  - id: cam_seq\n    source: seq/img1/%06d.jpg\n",
     )
     return tmp_path
 

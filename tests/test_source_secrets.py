@@ -7,7 +7,7 @@ import socket
 from pathlib import Path
 
 import pytest
-from cli_runner import run_cli
+from cli_runner import run_cli, write_run_config
 
 SECRET = "S3cretPw"
 
@@ -15,17 +15,10 @@ SECRET = "S3cretPw"
 @pytest.fixture
 def workspace(tmp_path: Path, assets: Path) -> Path:
     (tmp_path / "video.avi").symlink_to(assets / "data/PETS09-S2L1/vtest.avi")
-    (tmp_path / "cameras.yaml").write_text(
-        f"""cameras:
-  - id: cam_a
-    source: video.avi
-    max_retries: 0
-detector:
-  name: yolo
-  weights: {assets}/models/yolov8n_int8.onnx
-reid:
-  weights: {assets}/models/osnet_x0_25_msmt17.onnx
-"""
+    write_run_config(
+        tmp_path,
+        assets,
+        "  - id: cam_a\n    source: video.avi\n    max_retries: 0\n",
     )
     return tmp_path
 

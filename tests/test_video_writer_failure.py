@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from cli_runner import run_cli
+from cli_runner import run_cli, write_run_config
 
 from pipeline.errors import PipelineError
 from pipeline.messages import Frame, Tracks
@@ -74,18 +74,10 @@ def workspace(tmp_path: Path, assets: Path) -> Path:
         writer.write(np.full((1, 1, 3), value, np.uint8))
     writer.release()
     (tmp_path / "video.avi").symlink_to(assets / "data/PETS09-S2L1/vtest.avi")
-    (tmp_path / "cameras.yaml").write_text(
-        f"""cameras:
-  - id: cam_a
-    source: video.avi
-  - id: cam_b
-    source: tiny.avi
-detector:
-  name: yolo
-  weights: {assets}/models/yolov8n_int8.onnx
-reid:
-  weights: {assets}/models/osnet_x0_25_msmt17.onnx
-"""
+    write_run_config(
+        tmp_path,
+        assets,
+        "  - id: cam_a\n    source: video.avi\n  - id: cam_b\n    source: tiny.avi\n",
     )
     return tmp_path
 
