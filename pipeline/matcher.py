@@ -280,7 +280,8 @@ class Matcher:
         features = np.stack([t.feature() for t in rows])  # (R, D)
         keys = [self._key(t) for t in rows]
         found = self.store.search(features, self.top_k, exclude=keys)
-        scores = [self._link_scores(hits) for hits in found]  # per row: gid -> score, > 0 favours linking
+        against = self._prior_odds_against()
+        scores = [self._link_scores(hits, against) for hits in found]  # per row: gid -> score, > 0 links
         candidates = sorted({gid for row in scores for gid, score in row.items() if score >= 0})
         if self.calibration is not None:  # geometry may carry a candidate that appearance alone would not
             candidates = sorted({*candidates, *(gid for row in scores for gid in row)})
@@ -311,19 +312,24 @@ class Matcher:
                 out.extend(self._assign(rows[i], None, 0.0))
         return out
 
-    def _link_scores(self, hits: dict[int, float]) -> dict[int, float]:
+    def _prior_odds_against(self) -> float:
+        """Calibrated: the prior log-odds against any one known identity (one of N people is this one),
+        applied as far as the calibration has learned from this site. Not used with a fixed threshold."""
+        if self.calibration is None:
+            return 0.0
+        return self.calibration.weight * float(np.log(max(self.store.identity_count(), 2)))
+
+    def _link_scores(self, hits: dict[int, float], prior_odds_against: float) -> dict[int, float]:
         """How much each candidate's similarity favours linking over a new identity (> 0: link).
 
-        With a fixed threshold, the margin above it. Calibrated, the log-likelihood ratio of "same person"
-        less the prior log-odds against any one of the session's identities (one of N people is this one),
-        applied as far as the calibration has learned from this site.
+        With a fixed threshold, the margin above it; calibrated, the log-likelihood ratio of "same person"
+        less `prior_odds_against`.
         """
         if not hits:
             return {}
         gids, sims = list(hits), np.array(list(hits.values()))
         if self.calibration is None:
             return dict(zip(gids, (sims - self.threshold).tolist(), strict=True))
-        prior_odds_against = self.calibration.weight * np.log(max(self.store.identity_count(), 2))
         return dict(zip(gids, (self.calibration.llr(sims) - prior_odds_against).tolist(), strict=True))
 
     def _assign(self, tracklet: _Tracklet, global_id: int | None, score: float) -> list[Output]:

@@ -46,7 +46,7 @@ class RunResult:
 
     @property
     def failed_cameras(self) -> list[str]:
-        return [c for c, s in self.cameras.items() if str(s.get("reason", "")).startswith("error")]
+        return _failed(self.cameras)
 
 
 def run(
@@ -179,6 +179,11 @@ def _run_stages(config, out_dir, device, fps, max_frames, log_level, invocation)
     return RunResult(out_dir, status, results.cameras, results.stages)
 
 
+def _failed(cameras: dict[str, dict]) -> list[str]:
+    """The cameras whose reason for ending is an error."""
+    return [c for c, s in cameras.items() if str(s.get("reason", "")).startswith("error")]
+
+
 def _status(results: _Results, hard_stop: bool, stopped: bool, n_cameras: int) -> str:
     """How the run ended, from every stage's outcome: a failed stage or every camera failed is a failure."""
     if "error" in results.stages:
@@ -199,7 +204,7 @@ class _Results:
 
     @property
     def failed_cameras(self) -> list[str]:
-        return [c for c, s in self.cameras.items() if str(s.get("reason", "")).startswith("error")]
+        return _failed(self.cameras)
 
     def drain(self, result_q, timeout: float = 0.0) -> None:
         while True:
