@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.config import CameraConfig, RunConfig
+from pipeline.config import CameraConfig, ReIDConfig, RunConfig
 from pipeline.errors import WeightsError
 
 
@@ -122,10 +122,15 @@ def build_tracker(config: RunConfig, camera_id: str, frame_rate: float):
     )
 
 
-def build_sampler(config: RunConfig):
+def build_sampler(config: RunConfig, thumbnails_dir: Path | None = None):
+    """The crop sampler; with `thumbnails_dir` (one camera's folder) it also keeps thumbnails there."""
     from pipeline.crop_sampler import CropSampler
+    from pipeline.thumbnails import ThumbnailKeeper
 
-    s = config.sampler
+    s, out = config.sampler, config.output
+    keeper = None
+    if thumbnails_dir is not None and out.thumbnails > 0:
+        keeper = ThumbnailKeeper(thumbnails_dir, per_track=out.thumbnails, size=out.thumbnail_size)
     return CropSampler(
         min_height=s.min_height,
         min_confidence=s.min_confidence,
@@ -133,13 +138,18 @@ def build_sampler(config: RunConfig):
         max_per_track=s.max_per_track,
         edge_margin=s.edge_margin,
         max_overlap=s.max_overlap,
+        thumbnails=keeper,
     )
 
 
 def build_embedder(config: RunConfig, device: str):
+    return build_reid_embedder(config.reid, device)
+
+
+def build_reid_embedder(reid: ReIDConfig, device: str):
+    """The embedder of a `reid:` section (also what search uses to embed a query like the run did)."""
     from pipeline.embedders import create_embedder
 
-    reid = config.reid
     if reid.embedder == "vpm":
         return create_embedder(
             "vpm", checkpoint=reid.weights, model=reid.model, pretrained=reid.pretrained, device=device

@@ -125,6 +125,9 @@ class OutputConfig:
     codec: str = "mp4v"  # FourCC; load() checks that OpenCV can write it into the container
     trail: int = bounded(20, ge=0)  # trail length in frames
     events: bool = True
+    thumbnails: int = bounded(3, ge=0, le=32)  # best crops kept per tracklet; 0: none
+    thumbnail_size: int = bounded(128, ge=16, le=1024)  # longer side, pixels
+    report: bool = True  # OUT/report.html
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.messages import Crop, Frame, Tracks
+from pipeline.thumbnails import ThumbnailKeeper
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +41,8 @@ class CropSampler:
     `min_confidence`, it stays `edge_margin` pixels inside the frame and no other box covers more than
     `max_overlap` of it (intersection over its own area). Each track gets at most `max_per_track` crops.
     Call `forget(track_id)` when a track ends; state is also capped at `max_tracks` (least recently seen
-    tracks are dropped first) so a lost TrackEnded cannot grow it without bound.
+    tracks are dropped first) so a lost TrackEnded cannot grow it without bound. With `thumbnails`, every
+    sampled crop is also offered to it, which keeps each track's best crops by the same quality score.
     """
 
     def __init__(
@@ -52,6 +54,7 @@ class CropSampler:
         edge_margin: int = 4,
         max_overlap: float = 0.3,
         max_tracks: int = 4096,
+        thumbnails: ThumbnailKeeper | None = None,
     ) -> None:
         if every_k < 1 or max_per_track < 1 or max_tracks < 1:
             raise ValueError(
@@ -65,6 +68,7 @@ class CropSampler:
         self.edge_margin = edge_margin
         self.max_overlap = max_overlap
         self.max_tracks = max_tracks
+        self.thumbnails = thumbnails
         # Height at which the size term of the quality saturates: re-ID inputs are 256 px tall, but
         # crops twice the minimum height already carry most of the appearance.
         self.full_quality_height = max(2.0 * min_height, 1.0)
@@ -111,7 +115,10 @@ class CropSampler:
             if image is None:
                 continue
             quality = self._quality(float(box_h[i]), float(tracks.confidence[i]), float(overlap[i]))
-            crops.append(Crop(frame.camera_id, track_id, frame.index, frame.timestamp, image, quality))
+            crop = Crop(frame.camera_id, track_id, frame.index, frame.timestamp, image, quality)
+            crops.append(crop)
+            if self.thumbnails is not None:
+                self.thumbnails.add(crop)
             if state is None:
                 self._tracks[track_id] = _TrackState(frame.index, 1)
             else:

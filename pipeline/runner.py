@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 
 JOIN_TIMEOUT_S = 60.0
 LOCK_NAME = ".lock"
-EXPORTS = ("tracks.json", "mot", "videos", "run.json", "topology.json")  # what a resumed run rewrites
+# What a resumed run rewrites (and a fresh run moves to previous/<n>/).
+EXPORTS = ("tracks.json", "mot", "videos", "run.json", "topology.json", "thumbnails", "report.html")
 
 
 @dataclass
@@ -176,6 +177,10 @@ def _run_stages(config, out_dir, device, fps, max_frames, log_level, invocation)
             results.cameras.setdefault(camera_id, {"reason": "killed", "frames_processed": count})
     status = _status(results, signals.hard_stop, stop.is_set(), len(cameras))
     info.write(status, cameras=results.cameras, stages=results.stages)
+    if config.output.report:
+        from pipeline.sinks.report import write_report_logged
+
+        write_report_logged(out_dir)
     return RunResult(out_dir, status, results.cameras, results.stages)
 
 
@@ -441,7 +446,7 @@ def _camera_main(config, camera_id, out_dir, device, max_frames, outbox, inbox, 
             source=source,
             detector=build.build_detector(config, camera, device),
             tracker=build.build_tracker(config, camera_id, fps),
-            sampler=build.build_sampler(config),
+            sampler=build.build_sampler(config, out_dir / "thumbnails" / camera_id),
             video=(
                 AnnotatedVideoWriter(
                     video_path(out_dir, camera_id, config.output.container),

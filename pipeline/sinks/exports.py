@@ -7,6 +7,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from pipeline.sinks.atomic import atomic_open
+from pipeline.thumbnails import thumbnails_of
 
 SCHEMA_VERSION = 1
 
@@ -36,7 +37,11 @@ def write_exports(store, session: int, cameras: list[dict], out_dir: Path) -> No
 
 
 def write_tracks_json(cameras: list[dict], tracklets: list, boxes: dict, path: Path) -> None:
-    """The cross-camera export: identities, each with its appearances (one per local track) and boxes."""
+    """The cross-camera export: identities, each with its appearances (one per local track) and boxes.
+
+    Each appearance also lists its tracklet's thumbnails (paths relative to the folder of `path`, best
+    first; empty where none were kept): an additive field that readers of schema 1 may ignore.
+    """
     by_identity: dict[int, list] = defaultdict(list)
     for t in tracklets:
         by_identity[t.global_id].append(t)
@@ -46,7 +51,7 @@ def write_tracks_json(cameras: list[dict], tracklets: list, boxes: dict, path: P
         )
         for n, global_id in enumerate(sorted(by_identity)):
             appearances = [
-                _appearance(t, boxes.pop((t.camera, t.track_id), []))
+                _appearance(t, boxes.pop((t.camera, t.track_id), []), path.parent)
                 for t in sorted(by_identity[global_id], key=lambda t: (t.first_time, t.camera))
             ]
             f.write(
@@ -55,7 +60,7 @@ def write_tracks_json(cameras: list[dict], tracklets: list, boxes: dict, path: P
         f.write("\n ]}\n")
 
 
-def _appearance(tracklet, boxes: list) -> dict:
+def _appearance(tracklet, boxes: list, out_dir: Path) -> dict:
     return {
         "camera": tracklet.camera,
         "local_track_id": tracklet.track_id,
@@ -64,4 +69,5 @@ def _appearance(tracklet, boxes: list) -> dict:
         "start_time": round(tracklet.first_time, 3),
         "end_time": round(tracklet.last_time, 3),
         "boxes": boxes,
+        "thumbnails": [t.path for t in thumbnails_of(out_dir, tracklet.camera, tracklet.track_id)],
     }
