@@ -103,6 +103,32 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("gt", type=Path, help="ground-truth manifest (multicam.yaml)")
     ev.add_argument("--json", action="store_true", help="print the metrics as JSON")
     ev.set_defaults(func=_eval)
+
+    se = sub.add_parser("search", help="find identities by photo, description or id", parents=[verbosity])
+    se.add_argument("out", type=Path, help="a run's output folder")
+    query = se.add_mutually_exclusive_group(required=True)
+    query.add_argument("--image", type=Path, help="a photo (crop) of the person")
+    query.add_argument("--text", help='a description, e.g. "a man in a red jacket" (vpm embedder runs)')
+    query.add_argument("--identity", type=int, metavar="N", help="where global identity N was seen")
+    se.add_argument("--camera", action="append", metavar="ID", help="only these cameras (repeatable)")
+    se.add_argument("--since", help="seen at or after T (seconds, or an ISO date and time)")
+    se.add_argument("--until", help="seen at or before T (seconds, or an ISO date and time)")
+    se.add_argument("--top", type=_positive_int, default=10, help="how many identities (default 10)")
+    se.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where the query is embedded")
+    se.add_argument("--json", action="store_true", help="print the hits as JSON")
+    se.set_defaults(func=_search)
+
+    fo = sub.add_parser("forget", help="erase identities from a run's store and exports", parents=[verbosity])
+    fo.add_argument("out", type=Path, help="a run's output folder")
+    fo.add_argument("global_ids", type=int, nargs="+", metavar="GLOBAL_ID")
+    fo.set_defaults(func=_forget)
+
+    vi = sub.add_parser("view", help="a local web app over a run's identities", parents=[verbosity])
+    vi.add_argument("out", type=Path, help="a run's output folder (may be running)")
+    vi.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    vi.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
+    vi.add_argument("--token", help="access token; required to bind anything but localhost")
+    vi.set_defaults(func=_view)
     for name, help_text in _DELEGATED_HELP.items():
         sub.add_parser(name, help=help_text, add_help=False)
     return parser
@@ -179,6 +205,45 @@ def _eval(args: argparse.Namespace) -> int:
 
     results = evaluate_run(args.out, args.gt)
     print(json.dumps(results, indent=1) if args.json else format_table(results))
+    return 0
+
+
+def _search(args: argparse.Namespace) -> int:
+    from pipeline.search import RunSearch, format_hits, parse_time, read_image
+
+    since = None if args.since is None else parse_time(args.since)
+    until = None if args.until is None else parse_time(args.until)
+    filters = {"cameras": args.camera, "since": since, "until": until}
+    with RunSearch(args.out, device=args.device) as search:
+        if args.identity is not None:
+            hits = [search.identity(args.identity, **filters)]
+        elif args.text is not None:
+            hits = search.by_text(args.text, top=args.top, **filters)
+        else:
+            hits = search.by_image([read_image(args.image)], top=args.top, **filters)
+    if args.json:
+        print(json.dumps([h.to_dict() for h in hits], indent=1))
+    else:
+        print(format_hits(hits, with_similarity=args.identity is None))
+    return 0
+
+
+def _forget(args: argparse.Namespace) -> int:
+    from pipeline.forget import forget
+
+    result = forget(args.out, args.global_ids)
+    print(
+        f"forgot identities {', '.join(map(str, result.global_ids))}: {result.tracklets} tracklets, "
+        f"{result.boxes} boxes, {result.prototypes} features, {result.thumbnails} thumbnails; "
+        f"videos re-rendered with them blurred: {', '.join(result.videos) or 'none'}"
+    )
+    return 0
+
+
+def _view(args: argparse.Namespace) -> int:
+    from pipeline.viewer import serve
+
+    serve(args.out, host=args.host, port=args.port, token=args.token)
     return 0
 
 

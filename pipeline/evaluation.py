@@ -97,6 +97,45 @@ def evaluate_run(out_dir: str | Path, gt_manifest: str | Path) -> dict[str, dict
     return evaluate(pred, gt, num_frames=lengths)
 
 
+def identity_matches(
+    pred: Mapping[str, MotInput],
+    gt: Mapping[str, MotInput],
+    *,
+    num_frames: Mapping[str, int] | None = None,
+) -> dict[int, int]:
+    """Ground-truth id -> predicted id, as the cross-camera IDF1 pairs them (cameras laid end to end).
+
+    IDF1 matches each ground-truth identity to at most one predicted identity so that the boxes they share
+    (IoU >= 0.5, frame by frame) are as many as possible; ground-truth ids matched to nothing are left out.
+    """
+    gt_arrays = {cam: _as_array(data, f"gt for camera {cam!r}") for cam, data in gt.items()}
+    sequences = {}
+    for cam, gt_rows in gt_arrays.items():
+        pred_rows = (
+            _as_array(pred[cam], f"predictions for camera {cam!r}") if cam in pred else np.empty((0, 10))
+        )
+        length = _length(cam, gt_rows, pred_rows, num_frames)
+        sequences[cam] = (gt_rows, _clip_frames(cam, pred_rows, length), length)
+    data = _prepare(CROSS_CAMERA, *_concatenate(sequences))
+    shared = np.zeros((data["num_gt_ids"], data["num_tracker_ids"]))
+    for gt_ids, tracker_ids, sim in zip(data["gt_ids"], data["tracker_ids"], data["similarity_scores"]):
+        hits = sim >= 0.5 - _EPS
+        np.add.at(
+            shared,
+            (
+                gt_ids[:, None].repeat(len(tracker_ids), 1)[hits],
+                np.broadcast_to(tracker_ids, sim.shape)[hits],
+            ),
+            1,
+        )
+    rows, cols = linear_sum_assignment(-shared)
+    return {
+        int(data["gt_id_values"][r]): int(data["tracker_id_values"][c])
+        for r, c in zip(rows, cols)
+        if shared[r, c] > 0
+    }
+
+
 def load_gt_manifest(path: str | Path) -> tuple[dict[str, Path], dict[str, int]]:
     """Camera id -> gt file and camera id -> frame count from a multicam.yaml (paths relative to it)."""
     path = Path(path)
@@ -313,6 +352,7 @@ def _prepare(seq: str, gt: np.ndarray, pred: np.ndarray, length: int) -> dict:
         unique = np.unique(ids)
         data[f"num_{count_key}_dets"] = len(ids)
         data[f"num_{count_key}_ids"] = len(unique)
+        data[f"{count_key}_id_values"] = unique  # the original id of each relabelled one
         data[key] = [np.searchsorted(unique, frame_ids) for frame_ids in data[key]]
     data["num_timesteps"] = length
     data["seq"] = seq

@@ -229,6 +229,20 @@ class EmbeddingStore:
             results[row] = best
         return results
 
+    def prototypes(self, global_ids: Iterable[int] | None = None) -> list[tuple[int, Key, np.ndarray]]:
+        """Stored prototypes as (global_id, tracklet key, unit vector (dim,) float32), optionally of some ids."""
+        sql, args = "SELECT global_id, session, camera, track_id, vector FROM prototypes", []
+        if global_ids is not None:
+            gids = [int(g) for g in global_ids]
+            if not gids:
+                return []
+            sql += f" WHERE global_id IN ({', '.join('?' * len(gids))})"
+            args = gids
+        return [
+            (r[0], (r[1], r[2], r[3]), np.frombuffer(r[4], "<f4").astype(np.float32))
+            for r in self._db.execute(sql + " ORDER BY id", args)
+        ]
+
     @property
     def approximate(self) -> bool:
         """True when the faiss index is an HNSW graph rather than an exact flat index."""
@@ -301,6 +315,33 @@ class EmbeddingStore:
         )
 
     # -- housekeeping ------------------------------------------------------------------------------
+
+    def forget_identity(self, global_id: int) -> dict[str, int]:
+        """Erase one identity: its prototypes (SQLite and faiss), tracklets, boxes and its own row.
+
+        Deleted content is overwritten (SQLite `secure_delete`), the write-ahead log is checkpointed and
+        truncated and the database vacuumed, so none of the erased bytes stay in the store's files.
+        Returns how many prototypes, tracklets and boxes went.
+        """
+        gid = int(global_id)
+        keys = [t.key for t in self.tracklets(global_ids=[gid])]
+        self._db.execute("PRAGMA secure_delete = ON")
+        protos = [r[0] for r in self._db.execute("SELECT id FROM prototypes WHERE global_id = ?", (gid,))]
+        self._drop_prototypes(protos)
+        boxes = 0
+        for session, camera, track_id in keys:
+            boxes += self._db.execute(
+                "DELETE FROM boxes WHERE session = ? AND camera = ? AND track_id = ?",
+                (session, camera, track_id),
+            ).rowcount
+        self._db.execute("DELETE FROM tracklets WHERE global_id = ?", (gid,))
+        self._db.execute("DELETE FROM identities WHERE global_id = ?", (gid,))
+        self._db.commit()
+        self._db.execute("VACUUM")
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        if self._hnsw is not None:  # an HNSW graph keeps removed vectors: build it again without them
+            self._rebuild()
+        return {"prototypes": len(protos), "tracklets": len(keys), "boxes": boxes}
 
     def delete_older_than(self, timestamp: float) -> int:
         """Retention: drop prototypes last updated before `timestamp` (Unix time); returns how many."""
