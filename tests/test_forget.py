@@ -9,10 +9,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 from cli_runner import run_cli
-from search_queries import person_queries
 
 from pipeline.search import RunSearch
 from pipeline.store import EmbeddingStore
+from samples.queries import person_queries
 
 
 def _all_bytes(out: Path) -> dict[Path, bytes]:

@@ -11,13 +11,13 @@ import pytest
 import torch
 import yaml
 from cli_runner import run_cli
-from search_queries import person_queries
 
 from pipeline.embedders import create_embedder
 from pipeline.evaluation import identity_matches, load_gt_manifest
 from pipeline.search import RunSearch
 from reid.models import create_model
 from reid.models.weights import save_checkpoint
+from samples.queries import person_queries
 
 TOP_K = 3
 # Measured on this set (first 200 frames, 8 people the cross-camera IDF1 matching pairs with an

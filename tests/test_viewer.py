@@ -13,10 +13,10 @@ from pathlib import Path
 import cv2
 import pytest
 from cli_runner import run_cli, start_cli
-from search_queries import person_queries
 
 from pipeline.search import RunSearch
 from pipeline.store import EmbeddingStore
+from samples.queries import person_queries
 
 pytest.importorskip("fastapi", reason="the viewer extra is not installed (pip install -e '.[viewer]')")
 

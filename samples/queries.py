@@ -1,4 +1,4 @@
-"""Test helper: one query crop per ground-truth person, cut from a camera's own video of a multicam set."""
+"""One query crop per ground-truth person, cut from a camera's own video of a multicam set (search tests)."""
 
 from __future__ import annotations
 
