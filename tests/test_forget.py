@@ -69,8 +69,8 @@ def test_forget_erases_every_trace_of_an_identity(pets_finished_run, tmp_path):
     rewritten = json.loads((out / "tracks.json").read_text())
     assert gid not in {i["global_id"] for i in rewritten["identities"]}
     assert len(rewritten["identities"]) == len(tracks["identities"]) - 1
-    for camera in ("left", "right"):
-        ids = {int(line.split(",")[1]) for line in (out / "mot" / f"{camera}.txt").read_text().splitlines()}
+    for name in ("left", "right"):
+        ids = {int(line.split(",")[1]) for line in (out / "mot" / f"{name}.txt").read_text().splitlines()}
         assert gid not in ids
     with RunSearch(out) as search:
         assert gid not in [h.global_id for h in search.by_image([query.image], top=100)]
@@ -84,10 +84,9 @@ def test_forget_erases_every_trace_of_an_identity(pets_finished_run, tmp_path):
     assert set(audit) == {"kind", "global_ids", "videos_blurred", "videos_marked", "emitted_at", *counts}
     assert all(isinstance(audit[k], int) for k in counts)  # how many records went, not the records
     # The videos were re-rendered, frame for frame, with the person pixelated and the rest left alone.
-    for camera, count in frames_before.items():
+    for name, count in frames_before.items():
         assert (
-            int(cv2.VideoCapture(str(out / "videos" / f"{camera}.avi")).get(cv2.CAP_PROP_FRAME_COUNT))
-            == count
+            int(cv2.VideoCapture(str(out / "videos" / f"{name}.avi")).get(cv2.CAP_PROP_FRAME_COUNT)) == count
         )
     assert audit["videos_blurred"] == sorted({a["camera"] for a in identity["appearances"]})
     x1, y1, x2, y2 = (int(v) for v in box[:4])
