@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import cv2
+import yaml
 
 COMMAND = [sys.executable, "-m", "pipeline.cli"]
 
@@ -75,3 +76,24 @@ def write_run_config(root: Path, assets: Path, cameras: str) -> Path:
         f"reid:\n  weights: {assets}/models/osnet_x0_25_msmt17.onnx\n"
     )
     return path
+
+
+def run_vpm_tiny(assets: Path, root: Path, **sections: dict) -> tuple[Path, subprocess.CompletedProcess]:
+    """Run 12 PETS frames in `root` with a randomly initialised VPM-Net tiny checkpoint as the embedder.
+
+    `sections` are merged into the config's top-level sections. Returns the checkpoint and the run.
+    """
+    from reid.models import create_model
+    from reid.models.weights import save_checkpoint
+
+    checkpoint = save_checkpoint(create_model("vpm_tiny", num_classes=4), root / "vpm_tiny.pt")
+    config = {
+        "cameras": [{"id": "cam", "source": str(assets / "data/PETS09-S2L1/vtest.avi"), "max_frames": 12}],
+        "detector": {"name": "yolo", "weights": str(assets / "models/yolov8n_int8.onnx"), "imgsz": 320},
+        "reid": {"embedder": "vpm", "weights": str(checkpoint), "model": "vpm_tiny"},
+        "sampler": {"every_k": 2},
+        "runner": {"progress": False},
+        **sections,
+    }
+    (root / "cameras.yaml").write_text(yaml.safe_dump(config))
+    return checkpoint, run_cli("run", "cameras.yaml", "-o", "out", "--device", "cpu", cwd=root)

@@ -9,14 +9,11 @@ import cv2
 import numpy as np
 import pytest
 import torch
-import yaml
-from cli_runner import run_cli
+from cli_runner import run_cli, run_vpm_tiny
 
 from pipeline.embedders import create_embedder
 from pipeline.evaluation import identity_matches, load_gt_manifest
 from pipeline.search import RunSearch
-from reid.models import create_model
-from reid.models.weights import save_checkpoint
 from samples.queries import person_queries
 
 TOP_K = 3
@@ -111,17 +108,7 @@ def test_text_search_without_the_vpm_embedder_is_one_line(pets_finished_run, tmp
 
 
 def test_text_search_on_a_vpm_run_ranks_identities_through_the_text_tower(assets: Path, tmp_path: Path):
-    checkpoint = save_checkpoint(create_model("vpm_tiny", num_classes=4), tmp_path / "vpm_tiny.pt")
-    config = {
-        "cameras": [{"id": "cam", "source": str(assets / "data/PETS09-S2L1/vtest.avi"), "max_frames": 12}],
-        "detector": {"name": "yolo", "weights": str(assets / "models/yolov8n_int8.onnx"), "imgsz": 320},
-        "reid": {"embedder": "vpm", "weights": str(checkpoint), "model": "vpm_tiny"},
-        "sampler": {"every_k": 2},
-        "matcher": {"min_embeddings": 1},
-        "runner": {"progress": False},
-    }
-    (tmp_path / "cameras.yaml").write_text(yaml.safe_dump(config))
-    run = run_cli("run", "cameras.yaml", "-o", "out", "--device", "cpu", cwd=tmp_path)
+    checkpoint, run = run_vpm_tiny(assets, tmp_path, matcher={"min_embeddings": 1})
     assert run.returncode == 0, run.stderr[-2000:]
     result = run_cli("search", "out", "--text", "a person in a red jacket", "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -6,23 +6,14 @@ import json
 from pathlib import Path
 
 import yaml
-from cli_runner import run_cli
+from cli_runner import run_cli, run_vpm_tiny
 
 from reid.models import create_model
 from reid.models.weights import save_checkpoint
 
 
 def test_run_with_a_vpm_checkpoint(assets: Path, tmp_path: Path):
-    checkpoint = save_checkpoint(create_model("vpm_tiny", num_classes=4), tmp_path / "vpm_tiny.pt")
-    config = {
-        "cameras": [{"id": "cam", "source": str(assets / "data/PETS09-S2L1/vtest.avi"), "max_frames": 12}],
-        "detector": {"name": "yolo", "weights": str(assets / "models/yolov8n_int8.onnx"), "imgsz": 320},
-        "reid": {"embedder": "vpm", "weights": str(checkpoint), "model": "vpm_tiny"},
-        "sampler": {"every_k": 2},
-        "runner": {"progress": False},
-    }
-    (tmp_path / "cameras.yaml").write_text(yaml.safe_dump(config))
-    result = run_cli("run", "cameras.yaml", "-o", "out", "--device", "cpu", cwd=tmp_path)
+    _, result = run_vpm_tiny(assets, tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     info = json.loads((tmp_path / "out/run.json").read_text())
     assert info["stages"]["reid"]["crops"] > 0
