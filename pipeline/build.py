@@ -167,7 +167,12 @@ def build_reid_embedder(reid: ReIDConfig, device: str):
 
 
 def store_path(config: RunConfig, out_dir: Path) -> Path:
-    return Path(config.store.path) if config.store.path else out_dir / "store" / "gallery.sqlite"
+    return resolve_store_path(config.store.path, out_dir)
+
+
+def resolve_store_path(configured: str | Path | None, out_dir: Path) -> Path:
+    """Where a run keeps its identity store: `store.path` when set, else OUT/store/gallery.sqlite."""
+    return Path(configured) if configured else out_dir / "store" / "gallery.sqlite"
 
 
 def build_store(config: RunConfig, out_dir: Path, dim: int):

@@ -27,6 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pipeline.build import resolve_store_path
 from pipeline.errors import PipelineError
 from pipeline.run_lock import RunLock
 from pipeline.sinks.atomic import atomic_open, partial_path, write_json
@@ -65,9 +66,7 @@ def forget(out_dir: Path | str, global_ids: Iterable[int]) -> ForgetResult:
         raise PipelineError(
             f"{out_dir}: not a finished run's output folder (needs run.json and tracks.json)"
         ) from None
-    store_path = (
-        Path(config["store"]["path"]) if config["store"].get("path") else out_dir / "store" / "gallery.sqlite"
-    )
+    store_path = resolve_store_path(config["store"].get("path"), out_dir)
     dim = EmbeddingStore.stored_dim(store_path)
     if dim is None:
         raise PipelineError(f"{out_dir}: no identity store at {store_path}")

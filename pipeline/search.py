@@ -18,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pipeline.build import resolve_store_path
 from pipeline.config import ReIDConfig
 from pipeline.errors import PipelineError
 from pipeline.store import EmbeddingStore, TrackletRecord
@@ -94,8 +95,7 @@ class RunSearch:
         except (OSError, ValueError, KeyError, TypeError):
             raise PipelineError(f"{self.out_dir}: not a run's output folder (no readable run.json)") from None
         self.reid = build(ReIDConfig, config.get("reid", {}), "reid")
-        store_path = (config.get("store") or {}).get("path")
-        self.store_path = Path(store_path) if store_path else self.out_dir / "store" / "gallery.sqlite"
+        self.store_path = resolve_store_path((config.get("store") or {}).get("path"), self.out_dir)
         dim = EmbeddingStore.stored_dim(self.store_path)
         if dim is None:
             raise PipelineError(

@@ -147,8 +147,10 @@ class EmbeddingStore:
     def retire_identity(self, global_id: int) -> None:
         """Mark an identity left with no tracklets as retired and drop its prototypes."""
         self._db.execute("UPDATE identities SET retired = 1 WHERE global_id = ?", (global_id,))
-        ids = [r[0] for r in self._db.execute("SELECT id FROM prototypes WHERE global_id = ?", (global_id,))]
-        self._drop_prototypes(ids)
+        self._drop_prototypes(self._prototype_ids(global_id))
+
+    def _prototype_ids(self, global_id: int) -> list[int]:
+        return [r[0] for r in self._db.execute("SELECT id FROM prototypes WHERE global_id = ?", (global_id,))]
 
     # -- prototypes and search ---------------------------------------------------------------------
 
@@ -326,7 +328,7 @@ class EmbeddingStore:
         gid = int(global_id)
         keys = [t.key for t in self.tracklets(global_ids=[gid])]
         self._db.execute("PRAGMA secure_delete = ON")
-        protos = [r[0] for r in self._db.execute("SELECT id FROM prototypes WHERE global_id = ?", (gid,))]
+        protos = self._prototype_ids(gid)
         self._drop_prototypes(protos)
         boxes = 0
         for session, camera, track_id in keys:
