@@ -27,10 +27,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pipeline.atomic import atomic_open, partial_path, write_json
 from pipeline.build import resolve_store_path
 from pipeline.errors import PipelineError
 from pipeline.run_lock import RunLock
-from pipeline.sinks.atomic import atomic_open, partial_path, write_json
 from pipeline.sinks.exports import write_exports
 from pipeline.store import EmbeddingStore
 from pipeline.thumbnails import remove_thumbnails

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.atomic import atomic_open
 from pipeline.errors import PipelineError
-from pipeline.sinks.atomic import atomic_open
 
 logger = logging.getLogger(__name__)
 

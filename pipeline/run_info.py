@@ -7,8 +7,8 @@ import platform
 import time
 from pathlib import Path
 
+from pipeline.atomic import write_json
 from pipeline.config import RunConfig, to_dict
-from pipeline.sinks.atomic import write_json
 from pipeline.sources.urls import redact_url
 
 _PACKAGES = ("reid-pipeline", "numpy", "opencv-python", "torch", "ultralytics", "onnxruntime", "faiss-cpu")

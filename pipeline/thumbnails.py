@@ -20,8 +20,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pipeline.atomic import partial_path, write_json
 from pipeline.messages import Crop
-from pipeline.sinks.atomic import partial_path, write_json
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from pipeline.sinks.atomic import atomic_open
+from pipeline.atomic import atomic_open
 from pipeline.thumbnails import thumbnails_of
 
 SCHEMA_VERSION = 1

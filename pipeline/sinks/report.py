@@ -13,7 +13,7 @@ import logging
 import math
 from pathlib import Path
 
-from pipeline.sinks.atomic import atomic_open
+from pipeline.atomic import atomic_open
 from pipeline.sinks.video import identity_colour
 
 logger = logging.getLogger(__name__)

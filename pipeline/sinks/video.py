@@ -13,9 +13,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pipeline.atomic import partial_path
 from pipeline.errors import PipelineError
 from pipeline.messages import Frame, Tracks
-from pipeline.sinks.atomic import partial_path
 
 log = logging.getLogger(__name__)
 

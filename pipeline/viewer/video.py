@@ -8,8 +8,8 @@ import subprocess
 import threading
 from pathlib import Path
 
+from pipeline.atomic import partial_path
 from pipeline.errors import PipelineError
-from pipeline.sinks.atomic import partial_path
 
 logger = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from pipeline.atomic import atomic_open
 from pipeline.errors import WeightsError
-from pipeline.sinks.atomic import atomic_open
 
 logger = logging.getLogger(__name__)
 
