@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from pipeline.messages import Detections
+from pipeline.registry import Registry
 
 PERSON_CLASS_ID = 0
 
@@ -26,29 +26,19 @@ class Detector(Protocol):
     ) -> list[Detections]: ...
 
 
-_REGISTRY: dict[str, Callable[..., Detector]] = {}
+DETECTORS: Registry[Detector] = Registry("detector")
 
 
 def register_detector(name: str) -> Callable:
-    """Register a detector factory under `name`."""
-
-    def wrap(factory: Callable[..., Detector]) -> Callable[..., Detector]:
-        _REGISTRY[name] = factory
-        return factory
-
-    return wrap
+    """Register a detector factory under `name` (a decorator)."""
+    return DETECTORS.register(name)
 
 
 def list_detectors() -> list[str]:
-    return sorted(_REGISTRY)
+    """Names of the registered detectors."""
+    return DETECTORS.names()
 
 
 def create_detector(name: str, **kwargs) -> Detector:
     """Build the detector registered under `name` with its keyword arguments."""
-    if name not in _REGISTRY:
-        close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
-        hint = (
-            f"; did you mean {', '.join(close)}?" if close else f"; choose from {', '.join(list_detectors())}"
-        )
-        raise KeyError(f"unknown detector {name!r}{hint}")
-    return _REGISTRY[name](**kwargs)
+    return DETECTORS.create(name, **kwargs)

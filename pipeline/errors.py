@@ -15,3 +15,10 @@ class SourceError(PipelineError):
 
 class WeightsError(PipelineError):
     """A weights file is missing or unreadable; the message says how to supply it."""
+
+
+class UnknownNameError(PipelineError, KeyError):
+    """No registry holds the name asked for (detector, embedder, model, dataset format); the message lists
+    the close matches. It is a KeyError too, as a failed lookup by name."""
+
+    __str__ = PipelineError.__str__  # KeyError's would quote the message

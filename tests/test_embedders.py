@@ -78,31 +78,6 @@ def test_vpm_is_listed_only_when_its_module_exists():
     assert ("vpm" in list_embedders()) == exists
 
 
-def test_lazy_hook_imports_an_embedder_module_only_when_created(tmp_path, monkeypatch):
-    import pipeline.embedders as embedders
-    from pipeline.embedders import base
-
-    (tmp_path / "lazy_reid_model.py").write_text(
-        "from pipeline.embedders.base import register_embedder\n"
-        "@register_embedder('lazy')\n"
-        "class Lazy:\n"
-        "    def __init__(self, dim=4):\n"
-        "        self.dim = dim\n"
-    )
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))
-    monkeypatch.setattr(embedders, "_REGISTRY", base._REGISTRY)
-    monkeypatch.setattr(
-        embedders, "_LAZY_MODULES", {"lazy": "lazy_reid_model", "gone": "no_such_reid_module"}
-    )
-    embedders._register_lazy()
-    assert "lazy" in list_embedders() and "gone" not in list_embedders()
-    assert "lazy_reid_model" not in sys.modules
-    assert create_embedder("lazy", dim=7).dim == 7
-    assert "lazy_reid_model" in sys.modules
-    monkeypatch.delitem(sys.modules, "lazy_reid_model")
-
-
 def test_unknown_embedder_suggests_close_names():
     with pytest.raises(KeyError, match="did you mean onnx"):
         create_embedder("onxx", weights="x.onnx")

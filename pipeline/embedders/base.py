@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 import cv2
 import numpy as np
+
+from pipeline.registry import Registry
 
 
 @runtime_checkable
@@ -19,32 +20,22 @@ class Embedder(Protocol):
     def embed(self, crops: list[np.ndarray]) -> np.ndarray: ...
 
 
-_REGISTRY: dict[str, Callable[..., Embedder]] = {}
+EMBEDDERS: Registry[Embedder] = Registry("embedder")
 
 
 def register_embedder(name: str) -> Callable:
-    """Register an embedder factory under `name`."""
-
-    def wrap(factory: Callable[..., Embedder]) -> Callable[..., Embedder]:
-        _REGISTRY[name] = factory
-        return factory
-
-    return wrap
+    """Register an embedder factory under `name` (a decorator)."""
+    return EMBEDDERS.register(name)
 
 
 def list_embedders() -> list[str]:
-    return sorted(_REGISTRY)
+    """Names of the registered embedders, the lazily imported ones included."""
+    return EMBEDDERS.names()
 
 
 def create_embedder(name: str, **kwargs) -> Embedder:
     """Build the embedder registered under `name` with its keyword arguments."""
-    if name not in _REGISTRY:
-        close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
-        hint = (
-            f"; did you mean {', '.join(close)}?" if close else f"; choose from {', '.join(list_embedders())}"
-        )
-        raise KeyError(f"unknown embedder {name!r}{hint}")
-    return _REGISTRY[name](**kwargs)
+    return EMBEDDERS.create(name, **kwargs)
 
 
 def l2_normalize(features: np.ndarray) -> np.ndarray:

@@ -15,13 +15,13 @@ directly (no ``train/``), they all form the training split.
 
 from __future__ import annotations
 
-import difflib
 import logging
 import re
 from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.errors import PipelineError
+from pipeline.registry import Registry
 from reid.data.dataset import IMAGE_SUFFIXES, ReIDDataset, Sample, relabel
 
 logger = logging.getLogger(__name__)
@@ -36,37 +36,26 @@ MSMT_LAYOUT = (
 )
 FOLDER_LAYOUT = "train/<identity>/<images> (optional query/ and gallery/ alike), or <identity>/<images>"
 
-_READERS: dict[str, Callable[[Path], ReIDDataset]] = {}
+READERS: Registry[ReIDDataset] = Registry("dataset format")
 
 
 def register_reader(name: str) -> Callable:
-    """Register a dataset reader under `name`."""
-
-    def wrap(reader: Callable[[Path], ReIDDataset]) -> Callable[[Path], ReIDDataset]:
-        _READERS[name] = reader
-        return reader
-
-    return wrap
+    """Register a dataset reader `reader(root: Path) -> ReIDDataset` under `name` (a decorator)."""
+    return READERS.register(name)
 
 
 def list_dataset_formats() -> list[str]:
-    return sorted(_READERS)
+    """Names of the registered dataset layouts."""
+    return READERS.names()
 
 
 def load_dataset(name: str, root: str | Path) -> ReIDDataset:
     """Read the dataset at `root` in the layout registered as `name` (see `list_dataset_formats`)."""
-    if name not in _READERS:
-        close = difflib.get_close_matches(name, list(_READERS), n=3)
-        hint = (
-            f"did you mean {', '.join(close)}?"
-            if close
-            else f"choose from {', '.join(list_dataset_formats())}"
-        )
-        raise PipelineError(f"unknown dataset format {name!r}; {hint}")
+    reader = READERS.get(name)
     root = Path(root)
     if not root.is_dir():
         raise PipelineError(f"dataset folder {root} does not exist")
-    dataset = _READERS[name](root)
+    dataset = reader(root)
     logger.info("%s", dataset.summary())
     return dataset
 

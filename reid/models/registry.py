@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import logging
 import os
 from collections.abc import Callable
@@ -10,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import WeightsError
+from pipeline.registry import Registry
 from reid.models.backbone import ImageEncoder, TextEncoder, build_clip
 from reid.models.config import VPMConfig, apply_overrides, config_from_dict, load_model_config
 from reid.models.vpm import VPMNet
@@ -26,32 +26,27 @@ logger = logging.getLogger(__name__)
 # Variant YAMLs ship inside the package, so a plain (non-editable) install finds them.
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
-_MODELS: dict[str, Callable[..., VPMNet]] = {}
+MODELS: Registry[VPMNet] = Registry("model")
 
 
 def register_model(fn: Callable[..., VPMNet]) -> Callable[..., VPMNet]:
     """Register a model entrypoint `fn(pretrained=None, **overrides) -> VPMNet` under its function name."""
-    _MODELS[fn.__name__] = fn
-    return fn
+    return MODELS.register(fn.__name__, fn)
 
 
 def list_models() -> list[str]:
     """Names of the registered models."""
-    return sorted(_MODELS)
+    return MODELS.names()
 
 
 def create_model(name: str, pretrained: str | os.PathLike | None = None, **overrides: Any) -> VPMNet:
     """Build a registered model; `pretrained` is an open_clip tag, a checkpoint path, or None (random init)."""
-    check_model_name(name)
-    return _MODELS[name](pretrained=pretrained, **overrides)
+    return MODELS.create(name, pretrained=pretrained, **overrides)
 
 
 def check_model_name(name: str) -> None:
-    """KeyError listing the close matches when no model is registered under `name`."""
-    if name not in _MODELS:
-        close = difflib.get_close_matches(name, list(_MODELS), n=3, cutoff=0.4)
-        hint = f"did you mean {', '.join(close)}?" if close else f"choose from {', '.join(list_models())}"
-        raise KeyError(f"unknown model {name!r}; {hint}")
+    """UnknownNameError (a KeyError) listing the close matches when no model is registered under `name`."""
+    MODELS.get(name)
 
 
 def build_vpm(config: VPMConfig, pretrained: str | os.PathLike | None = None, **overrides: Any) -> VPMNet:
