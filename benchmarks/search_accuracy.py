@@ -26,7 +26,8 @@ from common import PETS_VIDEO, begin, benchmark_parser, run_pipeline
 
 from pipeline.evaluation import CROSS_CAMERA, evaluate_run, identity_matches, load_gt_manifest
 from pipeline.search import RunSearch
-from samples.multicam import make_multicam, preset_cameras
+from pipeline.tools.multicam import make_multicam
+from pipeline.tools.virtual_cameras import preset_cameras
 from samples.queries import person_queries
 
 

@@ -17,7 +17,7 @@ log = logging.getLogger("reid-pipeline")
 EXIT_ERROR = 2
 EXIT_CAMERA_FAILED = 1
 EXIT_STOPPED = 130
-_PACKAGES = ("pipeline", "detectors", "reid", "samples")
+_PACKAGES = ("pipeline", "detectors", "reid")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -254,13 +254,13 @@ def _reid(argv: list[str]) -> int:
 
 
 def _make_multicam(argv: list[str]) -> int:
-    from samples.multicam import main as multicam_main
+    from pipeline.tools.multicam import main as multicam_main
 
     return multicam_main(argv)
 
 
 def _demo(argv: list[str]) -> int:
-    from samples.demo import main as demo_main
+    from pipeline.tools.demo import main as demo_main
 
     return demo_main(argv)
 

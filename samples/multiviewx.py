@@ -22,7 +22,7 @@ import yaml
 
 from pipeline.errors import PipelineError
 from pipeline.motchallenge import MOT_CLASS_IDS, write_mot_txt, write_seqinfo
-from samples.multicam import MANIFEST_NAME
+from pipeline.tools.multicam import MANIFEST_NAME
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import yaml
 
-from samples.multicam import make_multicam, preset_cameras
+from pipeline.tools.multicam import make_multicam
+from pipeline.tools.virtual_cameras import preset_cameras
 
 
 def write_pets_cameras(assets: Path, root: Path, frames: int, **settings) -> Path:

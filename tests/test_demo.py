@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import PipelineError
-from samples import demo
+from pipeline.tools import demo
 
 
 def test_fetch_checks_the_checksum(tmp_path: Path):

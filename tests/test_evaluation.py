@@ -18,7 +18,8 @@ from pipeline.evaluation import (
     load_gt_manifest,
 )
 from pipeline.motchallenge import read_mot_txt, write_mot_txt
-from samples.multicam import make_multicam, preset_cameras
+from pipeline.tools.multicam import make_multicam
+from pipeline.tools.virtual_cameras import preset_cameras
 
 FRAMES = 60
 

@@ -13,18 +13,16 @@ from cli_runner import run_cli
 
 from pipeline.errors import PipelineError
 from pipeline.motchallenge import read_mot_txt, read_seqinfo
-from samples.multicam import (
+from pipeline.tools.multicam import main, make_multicam, source_length
+from pipeline.tools.virtual_cameras import (
     VIEW_PRESETS,
     Camera,
     CameraSpec,
     View,
     crop_ground_truth,
-    main,
-    make_multicam,
     parse_camera,
     parse_warp,
     preset_cameras,
-    source_length,
 )
 
 FRAMES = 60

@@ -20,7 +20,8 @@ import yaml
 from pipeline import config as config_module
 from pipeline import runner
 from pipeline.errors import PipelineError
-from samples.multicam import make_multicam, preset_cameras, source_length
+from pipeline.tools.multicam import make_multicam, source_length
+from pipeline.tools.virtual_cameras import preset_cameras
 
 log = logging.getLogger(__name__)
 
