@@ -1,0 +1,1 @@
+"""Sample inputs the project makes itself: MultiviewX as a multi-camera set, query photos of a set's people."""
