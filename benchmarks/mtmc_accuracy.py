@@ -35,7 +35,8 @@ import yaml
 from common import PETS_VIDEO, begin, benchmark_parser, run_pipeline, write_config
 
 from pipeline.evaluation import CROSS_CAMERA, evaluate_run, load_gt_manifest
-from samples.multicam import CameraSpec, make_multicam, preset_cameras, source_length
+from pipeline.tools.multicam import make_multicam, source_length
+from pipeline.tools.virtual_cameras import CameraSpec, preset_cameras
 from samples.multiviewx import make_multiviewx
 
 logger = logging.getLogger("mtmc_accuracy")

@@ -519,7 +519,7 @@ def _matcher_main(config, out_dir, fps, inbox, assign_qs, result_q, stop, parent
 
 def _match(config, out_dir, fps, dim, inbox, assign_qs, result_q) -> dict:
     """Link every track of the run, then write the exports; returns the matcher's stats."""
-    from pipeline.sinks.atomic import write_json
+    from pipeline.atomic import write_json
     from pipeline.sinks.events import EventLog
     from pipeline.sinks.exports import write_exports
 

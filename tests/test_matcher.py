@@ -251,7 +251,7 @@ def pets_two_cameras(assets, split: str = "overlap", every: int = 15, max_gap: i
 
     from pipeline.embedders.onnx import OnnxEmbedder
     from pipeline.motchallenge import read_mot_txt
-    from samples.multicam import crop_ground_truth, preset_cameras, resolve_camera
+    from pipeline.tools.virtual_cameras import crop_ground_truth, preset_cameras, resolve_camera
 
     root = assets / "data" / "PETS09-S2L1"
     capture = cv2.VideoCapture(str(root / "vtest.avi"))
