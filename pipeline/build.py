@@ -203,6 +203,7 @@ def build_matcher(config: RunConfig, store, session: int):
         transitions={(t.source, t.target): (t.min_s, t.max_s) for t in topology.transitions},
         commit_interval_s=config.store.commit_interval_s,
         rejoin_max_gap_s=m.rejoin_max_gap_s,
+        refine_at_end=m.refine,
     )
 
 

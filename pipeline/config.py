@@ -87,6 +87,7 @@ class MatcherConfig:
     revise_every: int = bounded(4, ge=1)
     top_k: int = bounded(20, ge=1)
     rejoin_max_gap_s: float = bounded(3.0, ge=0)  # longer in-camera breaks need a sighting elsewhere
+    refine: bool = True  # re-solve the run's identities with all evidence when it ends
 
 
 @dataclass(frozen=True)

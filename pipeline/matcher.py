@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
@@ -14,6 +15,7 @@ from scipy.optimize import linear_sum_assignment
 from pipeline.calibration import ScoreCalibration
 from pipeline.geometry import OverlapLearner
 from pipeline.messages import Assignment, CameraFinished, Embedding, IdentityEvent, TrackEnded, Tracks
+from pipeline.refine import cluster_tracklets
 from pipeline.store import EmbeddingStore, Key
 
 logger = logging.getLogger(__name__)
@@ -24,7 +26,10 @@ _CLOSED_MEMORY = 4096  # recently closed tracklets remembered, so that late embe
 _REJOIN_TOLERANCE = 0.75  # box heights between where a lost track's motion leads and where a new one starts
 _MAX_SPEED_HEIGHTS_S = 1.5  # a walking person covers about one body height per second
 _GEOMETRY_LLR = 4.0  # log-likelihood ratio of two tracklets at corresponding places in overlapping views
-_GEOMETRY_MIN_COMMON = 3  # moments seen together before geometry speaks
+_GEOMETRY_MIN_COMMON = 3
+_CONTINUATION_LLR = 2.0  # log-likelihood ratio of a lost track restarting exactly where its motion led
+_RESIZE_TOLERANCE = math.log(1.5)  # box height change of a continuation counted as one tolerance
+_MAX_CONTINUATION_MISS = 1.0  # moments seen together before geometry speaks
 _CALIBRATION_SAMPLES = 32  # embeddings a tracklet keeps for the score calibration
 TOPOLOGY_VERSION = 1
 DEFAULT_THRESHOLD = 0.85  # where the calibration starts, before the site has labelled any pairs
@@ -41,6 +46,25 @@ def _height(box: Box) -> float:
 Box = tuple[float, float, float, float]  # x1, y1, x2, y2
 
 
+def _continuation_miss(earlier: _Span, later: _Span) -> float | None:
+    """How far `later` starts from where `earlier`'s motion leads, and how much its size differs, as a
+    share of what a lost track may drift in the gap (<= 1: a good continuation; beyond
+    _MAX_CONTINUATION_MISS: none); None where motion is unknown."""
+    if earlier.last_box is None or later.first_box is None:
+        return None
+    gap = max(later.first_time - earlier.last_time, 0.0)
+    height = max(_height(earlier.last_box), _height(later.first_box), 1.0)
+    resize = abs(math.log(max(_height(later.first_box), 1.0) / max(_height(earlier.last_box), 1.0)))
+    (ex, ey), (lx, ly) = _foot(earlier.last_box), _foot(later.first_box)
+    vx, vy = earlier.velocity
+    if float(np.hypot(vx, vy)) > _MAX_SPEED_HEIGHTS_S * height:  # a jittery estimate: trust position only
+        vx, vy = 0.0, 0.0
+    miss = float(np.hypot(ex + vx * gap - lx, ey + vy * gap - ly))
+    return max(
+        miss / (height * (_REJOIN_TOLERANCE + _MAX_SPEED_HEIGHTS_S / 2 * gap)), resize / _RESIZE_TOLERANCE
+    )
+
+
 @dataclass
 class _Span:
     """Where and when a tracklet was seen; the unit the constraints reason about."""
@@ -54,6 +78,8 @@ class _Span:
     last_box: Box | None = None
     velocity: tuple[float, float] = (0.0, 0.0)  # foot-point motion at the end, pixels per second
     track_id: int = -1  # -1: not known (a tracklet no longer remembered)
+    appearance: np.ndarray | None = None  # (D,) unit tracklet feature, kept for the refinement
+    embeddings: int = 0  # how many embeddings the feature averages
 
 
 @dataclass
@@ -64,7 +90,6 @@ class _Tracklet(_Span):
     samples: list[tuple[np.ndarray, float]] = field(
         default_factory=list
     )  # (vector, quality), for calibration
-    embeddings: int = 0
     since_decision: int = 0
     global_id: int | None = None
     closing: bool = False
@@ -119,9 +144,9 @@ class Matcher:
         overlaps: Iterable[tuple[str, str]] = (),
         transitions: Mapping[tuple[str, str], tuple[float, float]] | None = None,
         top_k: int = 20,
-        box_batch: int = 2000,
         commit_interval_s: float = 1.0,
         rejoin_max_gap_s: float = 3.0,
+        refine_at_end: bool = True,
     ) -> None:
         if min_embeddings < 1 or revise_every < 1 or top_k < 1:
             raise ValueError("min_embeddings, revise_every and top_k must be >= 1")
@@ -141,20 +166,18 @@ class Matcher:
             if not 0 <= low <= high:
                 raise ValueError(f"transit window {pair}: expected 0 <= min_s <= max_s, got ({low}, {high})")
         self.top_k = top_k
-        self.box_batch = box_batch
         self.commit_interval_s = commit_interval_s
         self.rejoin_max_gap_s = rejoin_max_gap_s
+        self.refine_at_end = refine_at_end
         self._committed_at = time.monotonic()
         self.reset()
 
     def reset(self) -> None:
-        """Forget the open tracklets (after writing out buffered boxes); the store is untouched."""
-        if getattr(self, "_boxes", None):
-            self._flush()
+        """Forget the open tracklets; the store is untouched."""
         self._open: dict[tuple[str, int], _Tracklet] = {}
         self._due: set[tuple[str, int]] = set()  # tracklets waiting for a (re)decision
         self._closed: OrderedDict[tuple[str, int], _Span] = OrderedDict()  # their spans, for constraints
-        self._boxes: list[tuple] = []
+        self._early: OrderedDict[tuple[str, int], list[Embedding]] = OrderedDict()  # before their track
 
     @property
     def open_tracklets(self) -> int:
@@ -203,16 +226,134 @@ class Matcher:
         return True
 
     def finish(self) -> list[Output]:
-        """Close every open tracklet, decide what is left and make the store durable."""
+        """Close every open tracklet, decide what is left, re-solve with all evidence, make it durable."""
         for tracklet in self._open.values():
             tracklet.closing = True
         out = self._decide_and_close()
+        if self.refine_at_end:
+            out.extend(self.refine())
         self._flush()
         return out
 
+    def refine(self) -> list[Output]:
+        """Re-solve the identities of this session's closed tracklets with all their evidence.
+
+        Online decisions were made on what was known then. Here every remembered tracklet is clustered
+        at once (`cluster_tracklets`): appearance as the decisions score it, tracklets walking at
+        corresponding places in overlapping views as one person, and the same constraints. Each cluster
+        keeps the identity most of its frames already had; what moves is reported as `revised`.
+        """
+        records = {(r.camera, r.track_id): r for r in self.store.tracklets(session=self.session)}
+        keys = [k for k in self._closed if k in records and records[k].global_id is not None]
+        spans = [self._closed[k] for k in keys]
+        if len(spans) < 2:
+            return []
+        scores, forbidden = self._pair_evidence(spans)
+
+        def allowed(members: list[int]) -> bool:
+            group = [spans[m] for m in members]
+            return all(self._allowed(s, [o for o in group if o is not s]) for s in group)
+
+        current = [records[k].global_id for k in keys]
+        labels = cluster_tracklets(scores, forbidden, initial=current, allowed=allowed)
+        new_ids = self._label_identities(labels, current, spans)
+        out: list[Output] = []
+        for key, span, old, new in zip(keys, spans, current, new_ids, strict=True):
+            if new == old:
+                continue
+            record = records[key]
+            self.store.upsert_tracklet(
+                self.session, span.camera, span.track_id, global_id=new, first_frame=record.first_frame,
+                last_frame=record.last_frame, first_time=record.first_time, last_time=record.last_time,
+                closed=record.closed,
+            )  # fmt: skip
+            if span.appearance is not None:
+                self.store.add_prototype(new, span.appearance, (self.session, *key))
+            if not self._members(old, (self.session, *key)):
+                self.store.retire_identity(old)
+            out.append(Assignment(span.camera, span.track_id, new, 0.0, revised=True))
+            out.append(
+                IdentityEvent("revised", new, span.camera, span.track_id, span.last_frame, span.last_time)
+            )
+        logger.info("refinement: %d of %d tracklets changed identity", len(out) // 2, len(spans))
+        return out
+
+    def _pair_evidence(self, spans: list[_Span]) -> tuple[np.ndarray, np.ndarray]:
+        """(n, n) link scores (nan: no evidence) and forbidden pairs, as `_decide` weighs them."""
+        n = len(spans)
+        scores = np.full((n, n), np.nan)
+        forbidden = np.zeros((n, n), bool)
+        have = [i for i, s in enumerate(spans) if s.appearance is not None]
+        if have:
+            features = np.stack([spans[i].appearance for i in have])  # (m, D)
+            sims = np.clip(features @ features.T, -1.0, 1.0)
+            if self.calibration is None:
+                linked = sims - self.threshold
+            else:
+                linked = self.calibration.llr(sims) - self._prior_odds_against()
+            scores[np.ix_(have, have)] = linked
+        for i in range(n):
+            for j in range(i + 1, n):
+                a, b = spans[i], spans[j]
+                if a.camera == b.camera:
+                    forbidden[i, j] = a.first_frame <= b.last_frame and b.first_frame <= a.last_frame
+                    motion = None if forbidden[i, j] else self._continuation_llr(a, b)
+                    if motion is not None and not np.isnan(scores[i, j]):
+                        scores[i, j] = scores[j, i] = scores[i, j] + motion
+                elif a.first_time < b.last_time and b.first_time < a.last_time:
+                    if not self._may_be_together(a, b):
+                        forbidden[i, j] = True
+                    elif self.calibration is not None and self._seen_together(a, [b]):
+                        both = np.nan_to_num(scores[i, j], nan=-np.inf)
+                        scores[i, j] = scores[j, i] = max(both, _GEOMETRY_LLR)
+        forbidden |= forbidden.T
+        np.fill_diagonal(scores, np.nan)
+        return scores, forbidden
+
+    def _continuation_llr(self, a: _Span, b: _Span) -> float | None:
+        """Evidence that the later of two tracklets of one camera continues the earlier one's motion.
+
+        A lost track restarted where the person was heading, soon after, is a likely continuation: the
+        prior odds against any one identity do not apply to it, and the closer the fit, the more it adds.
+        None where the pair is not a plausible continuation, or scores are a fixed threshold.
+        """
+        if self.calibration is None:
+            return None
+        earlier, later = (a, b) if a.last_time <= b.first_time else (b, a)
+        if later.first_time - earlier.last_time > self.rejoin_max_gap_s:
+            return None
+        miss = _continuation_miss(earlier, later)
+        if miss is None or miss > _MAX_CONTINUATION_MISS:
+            return None
+        return self._prior_odds_against() + _CONTINUATION_LLR * (1.0 - miss)
+
+    def _continuation_evidence(self, tracklet: _Span, others: list[_Span]) -> float:
+        """`_continuation_llr` of `tracklet` after the identity's latest earlier tracklet in its camera."""
+        before = [s for s in others if s.camera == tracklet.camera and s.last_time <= tracklet.first_time]
+        if not before:
+            return 0.0
+        llr = self._continuation_llr(max(before, key=lambda s: s.last_time), tracklet)
+        return 0.0 if llr is None else llr
+
+    def _label_identities(self, labels: np.ndarray, current: list[int], spans: list[_Span]) -> list[int]:
+        """A global id per cluster: the one most of its frames had, biggest clusters first; else a new one."""
+        frames = np.array([s.last_frame - s.first_frame + 1 for s in spans], np.float64)
+        order = sorted(set(labels.tolist()), key=lambda c: -frames[labels == c].sum())
+        taken: set[int] = set()
+        chosen: dict[int, int] = {}
+        for cluster in order:
+            votes: dict[int, float] = {}
+            for i in np.flatnonzero(labels == cluster):
+                votes[current[i]] = votes.get(current[i], 0.0) + frames[i]
+            free = [gid for gid in sorted(votes, key=lambda g: -votes[g]) if gid not in taken]
+            gid = free[0] if free else self.store.new_identity(time.time())
+            taken.add(gid)
+            chosen[cluster] = gid
+        return [chosen[int(c)] for c in labels]
+
     def _on_tracks(self, tracks: Tracks) -> None:
         self.geometry.add_boxes(tracks.camera_id, tracks.timestamp, tracks.track_id, tracks.xyxy)
-        for xyxy, conf, track_id in zip(tracks.xyxy, tracks.confidence, tracks.track_id, strict=True):
+        for xyxy, track_id in zip(tracks.xyxy, tracks.track_id, strict=True):
             key = (tracks.camera_id, int(track_id))
             tracklet = self._open.get(key)
             if tracklet is None:
@@ -227,17 +368,14 @@ class Matcher:
             tracklet.moved_to((x1, y1, x2, y2), tracks.timestamp)
             tracklet.last_frame = max(tracklet.last_frame, tracks.frame_index)
             tracklet.last_time = max(tracklet.last_time, tracks.timestamp)
-            self._boxes.append(
-                (self.session, key[0], key[1], tracks.frame_index, x1, y1, x2, y2, float(conf))
-            )
-        if len(self._boxes) >= self.box_batch:
-            self._flush()
+            for early in self._early.pop(key, []):
+                self._on_embedding(early)
 
     def _on_embedding(self, emb: Embedding) -> None:
         key = (emb.camera_id, int(emb.track_id))
         tracklet = self._open.get(key)
         if tracklet is None:
-            logger.debug("camera %s: embedding for track %d that is not open, ignored", *key)
+            self._keep_unplaced(key, emb)
             return
         weighted = emb.vector.astype(np.float64) * max(float(emb.quality), 1e-6)
         tracklet.feature_sum = weighted if tracklet.feature_sum is None else tracklet.feature_sum + weighted
@@ -250,6 +388,22 @@ class Matcher:
                 self._due.add(key)
         elif tracklet.since_decision >= self.revise_every:
             self._due.add(key)
+
+    def _keep_unplaced(self, key: tuple[str, int], emb: Embedding) -> None:
+        """An embedding whose track is not open: it arrived before the track's boxes (kept until they
+        come), or after the track ended (it joins the ended tracklet's feature for the refinement)."""
+        span = self._closed.get(key)
+        if span is not None:
+            vector = emb.vector.astype(np.float64) * max(float(emb.quality), 1e-6)
+            if span.appearance is not None:
+                vector = vector + span.appearance * max(span.embeddings, 1)
+            span.appearance = (vector / max(float(np.linalg.norm(vector)), 1e-12)).astype(np.float32)
+            span.embeddings += 1
+            return
+        self._early.setdefault(key, []).append(emb)
+        while sum(len(v) for v in self._early.values()) > _CLOSED_MEMORY:
+            dropped, _ = self._early.popitem(last=False)
+            logger.debug("camera %s: embeddings of track %d never met their track, dropped", *dropped)
 
     # -- decisions ---------------------------------------------------------------------------------
 
@@ -267,7 +421,8 @@ class Matcher:
             self._closed[key] = _Span(
                 tracklet.camera, tracklet.first_frame, tracklet.last_frame, tracklet.first_time,
                 tracklet.last_time, tracklet.first_box, tracklet.last_box, tracklet.velocity,
-                tracklet.track_id,
+                tracklet.track_id, None if tracklet.feature_sum is None else tracklet.feature(),
+                tracklet.embeddings,
             )  # fmt: skip
             while len(self._closed) > _CLOSED_MEMORY:
                 self._closed.popitem(last=False)
@@ -293,6 +448,7 @@ class Matcher:
         for i, (tracklet, row) in enumerate(zip(rows, scores, strict=True)):
             for gid, score in row.items():
                 others = [s for s in spans.get(gid, []) if s is not tracklet]
+                score += self._continuation_evidence(tracklet, others)
                 if score >= 0 and self._allowed(tracklet, others):
                     cost[i, column[gid]] = -score
         if self.calibration is not None:  # a fixed threshold leaves decisions to appearance alone
@@ -454,18 +610,8 @@ class Matcher:
                 and s.first_time < later.first_time
                 for s in others
             )
-        if earlier.last_box is None or later.first_box is None:
-            return True  # motion unknown: appearance and time decide, as before
-        height = max(_height(earlier.last_box), _height(later.first_box), 1.0)
-        if not 2 / 3 <= _height(later.first_box) / max(_height(earlier.last_box), 1.0) <= 3 / 2:
-            return False
-        (ex, ey), (lx, ly) = _foot(earlier.last_box), _foot(later.first_box)
-        vx, vy = earlier.velocity
-        speed = float(np.hypot(vx, vy))
-        if speed > _MAX_SPEED_HEIGHTS_S * height:  # a jittery estimate: trust position, not motion
-            vx, vy = 0.0, 0.0
-        miss = float(np.hypot(ex + vx * gap - lx, ey + vy * gap - ly))
-        return miss <= height * (_REJOIN_TOLERANCE + _MAX_SPEED_HEIGHTS_S / 2 * gap)
+        miss = _continuation_miss(earlier, later)
+        return miss is None or miss <= _MAX_CONTINUATION_MISS
 
     def _transit_ok(self, source: str, target: str, gap: float) -> bool:
         window = self.transitions.get((source, target)) if source != target else None
@@ -501,8 +647,6 @@ class Matcher:
         )  # fmt: skip
 
     def _flush(self) -> None:
-        self.store.add_boxes(self._boxes)
-        self._boxes.clear()
         for tracklet in self._open.values():
             if tracklet.global_id is not None:
                 self._store_tracklet(tracklet, closed=False)

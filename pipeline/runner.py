@@ -17,7 +17,7 @@ from pathlib import Path
 from pipeline import build
 from pipeline.config import RunConfig
 from pipeline.errors import PipelineError
-from pipeline.messages import Assignment, CameraFinished, IdentityEvent, SourceState
+from pipeline.messages import Assignment, CameraFinished, IdentityEvent, SourceState, Tracks
 from pipeline.progress import ProgressDisplay
 from pipeline.run_info import RunInfo
 from pipeline.run_lock import RunLock
@@ -520,6 +520,7 @@ def _matcher_main(config, out_dir, fps, inbox, assign_qs, result_q, stop, parent
 def _match(config, out_dir, fps, dim, inbox, assign_qs, result_q) -> dict:
     """Link every track of the run, then write the exports; returns the matcher's stats."""
     from pipeline.atomic import write_json
+    from pipeline.sinks.box_log import BoxLog
     from pipeline.sinks.events import EventLog
     from pipeline.sinks.exports import write_exports
 
@@ -533,6 +534,7 @@ def _match(config, out_dir, fps, dim, inbox, assign_qs, result_q) -> dict:
         )
     session = store.begin_session()
     matcher = build.build_matcher(config, store, session)
+    box_log = BoxLog(store, session, interval_s=config.store.commit_interval_s)
     events = EventLog(out_dir / "events.jsonl") if config.output.events else None
     finished: dict[str, CameraFinished] = {}
     seconds = 0.0
@@ -541,6 +543,7 @@ def _match(config, out_dir, fps, dim, inbox, assign_qs, result_q) -> dict:
             try:
                 message = inbox.get(timeout=config.store.commit_interval_s)
             except queue.Empty:
+                box_log.flush()
                 matcher.commit_if_due()  # decisions made just before a quiet spell become durable too
                 continue
             if message is None:
@@ -553,8 +556,11 @@ def _match(config, out_dir, fps, dim, inbox, assign_qs, result_q) -> dict:
             if isinstance(message, CameraFinished):
                 finished[message.camera_id] = message
                 result_q.put(("camera", message.camera_id, {"reason": message.reason, **message.stats}))
+            if isinstance(message, Tracks):
+                box_log.update(message)
             _dispatch(matcher.update(message), assign_qs, events)
             seconds += time.perf_counter() - start
+        box_log.flush()
         _dispatch(matcher.finish(), assign_qs, events)
         store.commit()
         for camera_id, message in finished.items():
