@@ -530,9 +530,43 @@ class Matcher:
                 tracklet.last_time, np.stack(vectors), np.array(qualities),
             )  # fmt: skip
             tracklet.samples.clear()
+            self._label_by_geometry(tracklet)
         self._store_tracklet(tracklet, closed=True)
         out.append(self._event("left", tracklet, 0.0))
         return out
+
+    def _label_by_geometry(self, tracklet: _Tracklet) -> None:
+        """Teach the calibration the pairs the learned overlaps label: an ending tracklet and each one seen
+        at once in an overlapping view, the same person where they walk at corresponding places and
+        different people where they do not. These are cross-camera pairs, as hard as the matches the
+        scores decide, where the halves of one track are easier."""
+        if tracklet.feature_sum is None:
+            return
+        feature = tracklet.feature()
+        same, different = [], []
+        for other in [*self._open.values(), *self._closed.values()]:
+            if other.camera == tracklet.camera or other is tracklet:
+                continue
+            vector = (
+                other.feature()
+                if isinstance(other, _Tracklet) and other.feature_sum is not None
+                else (other.appearance if not isinstance(other, _Tracklet) else None)
+            )
+            if vector is None or not (
+                other.first_time < tracklet.last_time and tracklet.first_time < other.last_time
+            ):
+                continue
+            distance, model = self._geometric_distance(tracklet, other)
+            if distance is None or model is None or model.confidence < 0.5:
+                continue
+            if distance <= model.tolerance / 2:
+                same.append(float(feature @ vector))
+            elif distance > model.tolerance:
+                different.append(float(feature @ vector))
+        if same:
+            self.calibration.add_positive(same)
+        if different:
+            self.calibration.add_negative(different)
 
     # -- constraints -------------------------------------------------------------------------------
 
