@@ -190,6 +190,7 @@ def build_store(config: RunConfig, out_dir: Path, dim: int):
 
 def build_matcher(config: RunConfig, store, session: int):
     from pipeline.matcher import Matcher
+    from pipeline.topology import seed_topology
 
     m, topology = config.matcher, config.topology
     return Matcher(
@@ -204,7 +205,15 @@ def build_matcher(config: RunConfig, store, session: int):
         commit_interval_s=config.store.commit_interval_s,
         rejoin_max_gap_s=m.rejoin_max_gap_s,
         refine_at_end=m.refine,
+        learned=None if store.path is None else seed_topology(topology.learned, store.path),
+        model=reid_model_name(config.reid),
     )
+
+
+def reid_model_name(reid: ReIDConfig) -> str:
+    """What names the re-ID model a run used, for what is learned per model (score calibration)."""
+    weights = Path(reid.weights).name if reid.weights else reid.pretrained
+    return f"{reid.embedder}:{reid.model}:{weights}" if reid.embedder == "vpm" else f"{reid.embedder}:{weights}"
 
 
 def min_limit(a: int | None, b: int | None) -> int | None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, PipelineError
 from pipeline.ids import check_id
 from pipeline.typed_config import apply_override, bounded, build, expand_env, read_yaml
 
@@ -106,6 +106,7 @@ class TransitionConfig:
 class TopologyConfig:
     overlaps: tuple[tuple[str, str], ...] = ()  # camera pairs whose views overlap
     transitions: tuple[TransitionConfig, ...] = ()
+    learned: str | None = None  # a topology.json an earlier run wrote: the matcher starts from it
 
 
 @dataclass(frozen=True)
@@ -215,6 +216,7 @@ def _resolve_paths(config: RunConfig, base_dir: Path | None) -> RunConfig:
         detector=dataclasses.replace(config.detector, weights=detector_weights),
         reid=dataclasses.replace(config.reid, weights=resolve(config.reid.weights)),
         store=dataclasses.replace(config.store, path=resolve(config.store.path)),
+        topology=dataclasses.replace(config.topology, learned=resolve(config.topology.learned)),
     )
 
 
@@ -278,6 +280,13 @@ def _check_files(config: RunConfig) -> None:
                 raise ConfigError(f"cameras[{i}].detections: no such file {camera.detections}")
     if config.store.path:
         _check_writable_file(Path(config.store.path), "store.path")
+    if config.topology.learned:
+        from pipeline.topology import read_topology
+
+        try:
+            read_topology(Path(config.topology.learned))
+        except PipelineError as e:
+            raise ConfigError(f"topology.learned: {e}") from None
 
 
 def _check_writable_file(path: Path, where: str) -> None:

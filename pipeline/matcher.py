@@ -17,6 +17,7 @@ from pipeline.geometry import OverlapLearner
 from pipeline.messages import Assignment, CameraFinished, Embedding, IdentityEvent, TrackEnded, Tracks
 from pipeline.refine import cluster_tracklets
 from pipeline.store import EmbeddingStore, Key
+from pipeline.topology import TOPOLOGY_VERSION
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +32,6 @@ _CONTINUATION_LLR = 2.0  # log-likelihood ratio of a lost track restarting exact
 _RESIZE_TOLERANCE = math.log(1.5)  # box height change of a continuation counted as one tolerance
 _MAX_CONTINUATION_MISS = 1.0  # moments seen together before geometry speaks
 _CALIBRATION_SAMPLES = 32  # embeddings a tracklet keeps for the score calibration
-TOPOLOGY_VERSION = 1
 DEFAULT_THRESHOLD = 0.85  # where the calibration starts, before the site has labelled any pairs
 
 
@@ -147,6 +147,8 @@ class Matcher:
         commit_interval_s: float = 1.0,
         rejoin_max_gap_s: float = 3.0,
         refine_at_end: bool = True,
+        learned: Mapping | None = None,
+        model: str = "",
     ) -> None:
         if min_embeddings < 1 or revise_every < 1 or top_k < 1:
             raise ValueError("min_embeddings, revise_every and top_k must be >= 1")
@@ -155,9 +157,13 @@ class Matcher:
         self.threshold = threshold
         # No threshold: similarities are calibrated on the pairs the constraints label, per site and model.
         self.calibration = (
-            None if threshold is not None else ScoreCalibration(prior_threshold=DEFAULT_THRESHOLD)
+            None
+            if threshold is not None
+            else ScoreCalibration(prior_threshold=DEFAULT_THRESHOLD, model=model)
         )
         self.geometry = OverlapLearner()  # which views overlap, and how foot points map between them
+        if learned:
+            self._start_from(learned, model)
         self.min_embeddings = min_embeddings
         self.revise_every = revise_every
         self.overlaps = {frozenset(pair) for pair in overlaps}
@@ -171,6 +177,22 @@ class Matcher:
         self.refine_at_end = refine_at_end
         self._committed_at = time.monotonic()
         self.reset()
+
+    def _start_from(self, learned: Mapping, model: str) -> None:
+        """Start from what an earlier run learned (a topology.json): its overlaps, and its score
+        calibration where it was learned with the same re-ID model."""
+        if learned.get("overlaps"):
+            self.geometry = OverlapLearner.from_dict(learned["overlaps"])
+        calibration = learned.get("score_calibration")
+        if self.calibration is not None and calibration:
+            if calibration.get("model") == model:
+                self.calibration = ScoreCalibration.from_dict(calibration)
+            else:
+                logger.info(
+                    "learned score calibration is for model %r, this run's is %r: learning it anew",
+                    calibration.get("model"),
+                    model,
+                )
 
     def reset(self) -> None:
         """Forget the open tracklets; the store is untouched."""

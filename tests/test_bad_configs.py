@@ -197,6 +197,10 @@ CASES = [
     ("topo-transition-max-negative", P("topology.transitions", [{"from": "cam_a", "to": "cam_b", "min_s": 0, "max_s": -5}]), "topology.transitions[0].max_s: must be >= 0"),
     ("topo-transition-min-over-max", P("topology.transitions", [{"from": "cam_a", "to": "cam_b", "min_s": 9, "max_s": 3}]), "topology.transitions[0]: min_s must not exceed max_s"),
     ("topo-transition-no-target", P("topology.transitions", [{"from": "cam_a"}]), "topology.transitions[0].target: required key is missing"),
+    ("topo-learned-missing", P("topology.learned", "gone.json"), "topology.learned: "),
+    ("topo-learned-not-json", P("topology.learned", "notes.txt"), "topology.learned: "),
+    ("topo-learned-folder", P("topology.learned", "a_folder"), "topology.learned: "),
+    ("topo-learned-not-topology", P("topology.learned", "cameras.yaml"), "topology.learned: "),
     # store
     ("store-max-prototypes-zero", P("store.max_prototypes", 0), "store.max_prototypes: must be >= 1"),
     ("store-retention-negative", P("store.retention_days", -1), "store.retention_days: must be >= 0"),
