@@ -1,12 +1,15 @@
-"""Pipeline throughput and memory with 1, 2, 4, ... cameras, in one run.
+"""Pipeline throughput and memory with 1, 2, 4, ... cameras, per-camera detectors against a shared one.
 
 Every camera reads the same PETS09-S2L1 video (the same work per camera), so the figures differ only by the
-number of cameras. Prints per setting: aggregate fps (frames of all cameras / run.json's wall seconds), fps
-per camera, and the peak resident memory of the whole process tree (runner, camera workers, re-ID stage,
-matcher), summed over processes and sampled from /proc every 0.2 s; also the peak summed PSS, which counts
-pages shared between processes (the same libraries loaded by every camera worker) once.
+number of cameras and the design: `per-camera` (each camera worker loads its own detector,
+`runner.shared_detector=false`) and `shared` (one detector process batches the frames of all cameras and
+tracks them per camera; camera workers only decode, sample crops and draw). Prints per design and camera
+count: aggregate fps (frames of all cameras / run.json's wall seconds), the mean peak RSS of a camera worker,
+the detector process's peak RSS, the peak RSS of the whole process tree (runner, camera workers, detector,
+re-ID stage, matcher; summed over processes, sampled from /proc every 0.2 s), that total per camera, and
+the peak summed PSS, which counts pages shared between processes once.
 
-    python benchmarks/camera_scaling.py --cameras 1 2 4 --frames 200
+    python benchmarks/camera_scaling.py --cameras 1 2 4 8 --frames 100
 """
 
 from __future__ import annotations
@@ -20,18 +23,22 @@ from common import MIB, PETS_VIDEO, PipelineRun, begin, benchmark_parser, run_pi
 
 logger = logging.getLogger("camera_scaling")
 
+DESIGNS = {"per-camera": False, "shared": True}
 
-def measure(assets: Path, cameras: int, frames: int, folder: Path, video: bool) -> PipelineRun:
+
+def measure(assets: Path, cameras: int, frames: int, folder: Path, video: bool, shared: bool) -> PipelineRun:
     """One pipeline run over `cameras` copies of the PETS video, `frames` frames each."""
     source = str(assets / PETS_VIDEO)
+    design = "shared" if shared else "per-camera"
     config = write_config(
-        folder / f"cameras{cameras}.yaml",
+        folder / f"cameras{cameras}-{design}.yaml",
         assets,
         [{"id": f"cam{i}", "source": source, "max_frames": frames} for i in range(cameras)],
         output={"video": video},
+        runner={"shared_detector": shared},
     )
-    names = [*(f"cam{i}" for i in range(cameras)), "reid", "matcher"]
-    return run_pipeline(config, folder / f"out{cameras}", stage_names=names, sample_interval_s=0.2)
+    names = [*(f"cam{i}" for i in range(cameras)), *(["detector"] if shared else []), "reid", "matcher"]
+    return run_pipeline(config, folder / f"out{cameras}-{design}", stage_names=names, sample_interval_s=0.2)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,28 +46,40 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cameras", type=int, nargs="+", default=[1, 2, 4], help="camera counts to run")
     parser.add_argument("--frames", type=int, default=200, help="frames per camera")
     parser.add_argument("--no-video", action="store_true", help="do not write annotated videos")
+    parser.add_argument(
+        "--designs", nargs="+", choices=list(DESIGNS), default=list(DESIGNS), help="designs to compare"
+    )
     args = parser.parse_args(argv)
     begin(parser, args)
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for count in args.cameras:
-            run = measure(args.assets, count, args.frames, Path(tmp), video=not args.no_video)
-            logger.info("%d cameras: %d frames in %.1f s", count, run.frames, run.run_seconds)
-            rows.append((count, run))
+            for design in args.designs:
+                run = measure(args.assets, count, args.frames, Path(tmp), not args.no_video, DESIGNS[design])
+                logger.info("%s, %d cameras: %d frames in %.1f s", design, count, run.frames, run.run_seconds)
+                rows.append((design, count, run))
 
     print(f"cpu cores: {os.cpu_count()}, frames per camera: {args.frames}, video: {not args.no_video}")
-    print("cameras  frames  seconds  aggregate fps  fps/camera  peak RSS (MiB)  re-ID crops  peak PSS (MiB)")
-    for count, run in rows:
+    print(
+        "design      cameras  frames  seconds  aggregate fps  camera worker RSS  detector RSS  "
+        "total RSS  total RSS/camera  total PSS  re-ID crops"
+    )
+    for design, count, run in rows:
         fps = run.frames / run.run_seconds
         crops = run.info["stages"].get("reid", {}).get("crops", 0)
+        workers = [rss for name, rss in run.peak_rss_per_process.items() if name.startswith("cam")]
+        worker = sum(workers) / max(len(workers), 1)
+        detector = run.peak_rss_per_process.get("detector", 0)
         print(
-            f"{count:7d}  {run.frames:6d}  {run.run_seconds:7.1f}  {fps:13.2f}  {fps / count:10.2f}  "
-            f"{run.peak_rss_bytes / MIB:14.0f}  {crops:11d}  {run.peak_pss_bytes / MIB:14.0f}"
+            f"{design:10s}  {count:7d}  {run.frames:6d}  {run.run_seconds:7.1f}  {fps:13.2f}  "
+            f"{worker / MIB:17.0f}  {detector / MIB:12.0f}  {run.peak_rss_bytes / MIB:9.0f}  "
+            f"{run.peak_rss_bytes / count / MIB:16.0f}  {run.peak_pss_bytes / MIB:9.0f}  {crops:11d}"
         )
-    for count, run in rows:
+    print("(RSS and PSS in MiB, peaks)")
+    for design, count, run in rows:
         peaks = ", ".join(f"{name} {rss / MIB:.0f}" for name, rss in run.peak_rss_per_process.items())
-        print(f"{count} cameras, peak RSS per process (MiB): {peaks}")
+        print(f"{design}, {count} cameras, peak RSS per process (MiB): {peaks}")
     return 0
 
 

@@ -20,9 +20,11 @@ import cv2
 import numpy as np
 from common import begin, benchmark_parser
 
+from pipeline.batching import MicroBatcher
 from pipeline.embedders.onnx import OnnxEmbedder
-from pipeline.messages import Crop, Embedding
+from pipeline.messages import Crop, Embedding, EndOfStream
 from pipeline.reid_stage import ReIDStage
+from pipeline.runtime.local_stages import serve_batches
 
 logger = logging.getLogger("reid_batching")
 
@@ -54,6 +56,17 @@ def produce(camera: str, crops: list[np.ndarray], count: int, inbox, start) -> N
         inbox.put(Crop(camera, i % 50, i + 1, i / 7.0, crops[i % len(crops)], 1.0))
 
 
+def serve(stage: ReIDStage, inbox, outbox) -> None:
+    """The local runtime's re-ID loop: the stage's batches as its micro-batcher makes them."""
+
+    def run_batch(crops: list[Crop]) -> None:
+        for embedding in stage.update_batch(crops):
+            outbox.put(embedding)
+
+    serve_batches(inbox, MicroBatcher(stage.max_batch, stage.max_wait_ms), run_batch, take=lambda m: True)
+    outbox.put(EndOfStream("reid"))
+
+
 def measure(stage: ReIDStage, crops: list[np.ndarray], producers: int, count: int) -> float:
     """Crops per second from the start signal to the last embedding received."""
     context = mp.get_context("spawn")
@@ -64,7 +77,7 @@ def measure(stage: ReIDStage, crops: list[np.ndarray], producers: int, count: in
     ]
     for worker in workers:
         worker.start()
-    runner = threading.Thread(target=stage.run, args=(inbox, outbox), daemon=True)
+    runner = threading.Thread(target=serve, args=(stage, inbox, outbox), daemon=True)
     runner.start()
     time.sleep(2.0)  # let the spawned producers import and block on the start signal
     began = time.perf_counter()
@@ -72,8 +85,8 @@ def measure(stage: ReIDStage, crops: list[np.ndarray], producers: int, count: in
     received = 0
     for worker in workers:
         worker.join()
-    inbox.put(None)
-    while (message := outbox.get()) is not None:
+    inbox.put(EndOfStream("benchmark"))
+    while not isinstance(message := outbox.get(), EndOfStream):
         received += isinstance(message, Embedding)
     elapsed = time.perf_counter() - began
     runner.join()

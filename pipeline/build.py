@@ -114,6 +114,24 @@ def build_detector(config: RunConfig, camera: CameraConfig, device: str):
     return create_detector(detector.name)
 
 
+def build_detection_stage(config: RunConfig, device: str):
+    """The detector stage: one detector for every camera (one per camera for `mot` det.txt files)."""
+    from pipeline.detection_stage import DetectionStage
+
+    built: dict[str, object] = {}
+
+    def detector_for(camera_id: str):
+        key = camera_id if config.detector.name == "mot" else ""
+        if key not in built:
+            built[key] = build_detector(config, config.camera(camera_id), device)
+        return built[key]
+
+    return DetectionStage(
+        detector_for=detector_for,
+        tracker_for=lambda camera_id, fps: build_tracker(config, camera_id, fps),
+    )
+
+
 def build_tracker(config: RunConfig, camera_id: str, frame_rate: float):
     from pipeline.tracking import InCameraTracker
 
@@ -213,7 +231,9 @@ def build_matcher(config: RunConfig, store, session: int):
 def reid_model_name(reid: ReIDConfig) -> str:
     """What names the re-ID model a run used, for what is learned per model (score calibration)."""
     weights = Path(reid.weights).name if reid.weights else reid.pretrained
-    return f"{reid.embedder}:{reid.model}:{weights}" if reid.embedder == "vpm" else f"{reid.embedder}:{weights}"
+    return (
+        f"{reid.embedder}:{reid.model}:{weights}" if reid.embedder == "vpm" else f"{reid.embedder}:{weights}"
+    )
 
 
 def min_limit(a: int | None, b: int | None) -> int | None:

@@ -40,12 +40,16 @@ class CameraConfig:
 
 @dataclass(frozen=True)
 class DetectorConfig:
+    config_aliases: ClassVar[tuple[tuple[str, str], ...]] = (("batch", "max_batch"),)
+
     name: Literal["yolo", "hog", "mot"] = "yolo"
     weights: str | None = None
     confidence: float = bounded(0.25, ge=0, le=1)
     iou: float = bounded(0.7, ge=0, le=1)
     imgsz: int = bounded(640, gt=0, multiple_of=32)  # YOLO strides divide it
-    batch: int = bounded(1, ge=1)  # frames per detector call
+    # Frames of all cameras batched per detector call, held at most max_wait_ms (`batch` is the old name).
+    max_batch: int = bounded(4, ge=1)
+    max_wait_ms: float = bounded(10.0, ge=0)
 
 
 @dataclass(frozen=True)
@@ -137,6 +141,8 @@ class RunnerConfig:
     queue_size: int = bounded(64, ge=1, le=100_000)  # multiprocessing queues cap their size below 2**31
     progress: bool = True
     progress_interval_s: float = bounded(2.0, gt=0)
+    # One detector process serves every camera (true), or each camera worker loads its own (false).
+    shared_detector: bool = True
 
 
 @dataclass(frozen=True)

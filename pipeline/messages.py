@@ -182,3 +182,63 @@ class SourceState:
     state: str
     timestamp: float
     detail: str = ""
+
+
+@dataclass(frozen=True)
+class CameraStatus:
+    """A camera's progress report for the display: counts so far and the source's state."""
+
+    camera_id: str
+    frames: int
+    fps: float
+    state: str
+    dropped: int
+    failed: int
+
+
+@dataclass(frozen=True)
+class CameraStarted:
+    """A camera's source is open; the detector stage builds the camera's tracker for its frame rate."""
+
+    camera_id: str
+    fps: float
+
+
+@dataclass(frozen=True)
+class FramesEnded:
+    """A camera sends no more frames: its open tracks end at `frame_index` (the last frame it sent)."""
+
+    camera_id: str
+    frame_index: int
+    timestamp: float
+
+
+@dataclass(frozen=True)
+class StageReady:
+    """A stage has built its model; `dim` is the re-ID feature size where the stage embeds."""
+
+    stage: str
+    dim: int | None = None
+
+
+@dataclass(frozen=True)
+class StageFailed:
+    """A stage could not do its work; `message` says why, in one line for the user."""
+
+    stage: str
+    message: str
+
+
+@dataclass(frozen=True)
+class StageStats:
+    """What a stage did, for run.json: counters and seconds per step."""
+
+    stage: str
+    stats: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EndOfStream:
+    """Nothing more will come on this channel from `sender`."""
+
+    sender: str = ""

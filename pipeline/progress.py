@@ -6,7 +6,7 @@ import sys
 import time
 from typing import TextIO
 
-from pipeline.worker import CameraStatus
+from pipeline.messages import CameraStatus
 
 
 class ProgressDisplay:

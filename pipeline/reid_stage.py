@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import logging
-import queue
 import time
-from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 
@@ -15,15 +12,12 @@ from pipeline.messages import Crop, Embedding
 
 logger = logging.getLogger(__name__)
 
-# How often an idle stage wakes to check `should_stop`.
-_IDLE_POLL_S = 0.1
-
 
 class ReIDStage:
-    """Turns Crop messages into Embedding messages, batching crops of all cameras (Triton-style).
+    """Turns Crop messages into Embedding messages; the crops of one call are embedded as one batch.
 
-    A batch runs when it holds `max_batch` crops or `max_wait_ms` after its first crop arrived, whichever
-    comes first. Other messages keep their place relative to the crops around them.
+    `max_batch` and `max_wait_ms` are the batching policy the runtime applies (a `MicroBatcher`): a batch
+    runs when it holds `max_batch` crops or `max_wait_ms` after its first crop arrived.
     """
 
     def __init__(self, embedder: Embedder, max_batch: int = 32, max_wait_ms: float = 20.0) -> None:
@@ -44,7 +38,7 @@ class ReIDStage:
         return [e for e in self._embed_each(crops) if e is not None]
 
     def stats(self) -> dict[str, float]:
-        """Counters of `run`: crops, skipped, batches, mean batch size, embed seconds, crops per second."""
+        """Counters of `update_batch`: crops, skipped, batches, mean batch size, embed seconds, crops per second."""
         return {
             "crops": self._crops,
             "skipped": self._skipped,
@@ -54,69 +48,28 @@ class ReIDStage:
             "crops_per_second": self._crops / self._embed_seconds if self._embed_seconds > 0 else 0.0,
         }
 
-    def run(self, inbox: Any, outbox: Any, should_stop: Callable[[], bool] | None = None) -> None:
-        """Process loop: read messages until `None`, write them out with each Crop replaced by its Embedding.
+    def update(self, message: Crop) -> list[Embedding]:
+        """The Embedding of one crop (none where it cannot be embedded)."""
+        if not isinstance(message, Crop):
+            raise TypeError(f"ReIDStage cannot take a {type(message).__name__} message")
+        return self.update_batch([message])
 
-        On `None` the pending batch is flushed and `None` is put on the outbox. When `should_stop` returns
-        True the pending batch is flushed and the loop returns without putting `None`.
-        """
-        pending: list[Any] = []  # messages in arrival order, held while a batch is being gathered
-        n_crops = 0
-        deadline = 0.0
-        max_wait_s = self.max_wait_ms / 1000.0
-        while True:
-            if should_stop is not None and should_stop():
-                self._flush(pending, outbox)
-                logger.info("re-ID stage stopped: %s", self._stats_line())
-                return
-            remaining = deadline - time.monotonic() if n_crops else _IDLE_POLL_S
-            try:
-                # At the deadline take only what is already queued, then run the batch.
-                message = (
-                    inbox.get(timeout=min(remaining, _IDLE_POLL_S)) if remaining > 0 else inbox.get_nowait()
-                )
-            except queue.Empty:
-                if n_crops and remaining <= 0:
-                    self._flush(pending, outbox)
-                    n_crops = 0
-                continue
-            if message is None:
-                self._flush(pending, outbox)
-                outbox.put(None)
-                logger.info("re-ID stage finished: %s", self._stats_line())
-                return
-            if isinstance(message, Crop):
-                if n_crops == 0:
-                    deadline = time.monotonic() + max_wait_s
-                pending.append(message)
-                n_crops += 1
-                if n_crops >= self.max_batch:
-                    self._flush(pending, outbox)
-                    n_crops = 0
-            elif n_crops:
-                pending.append(message)
-            else:
-                outbox.put(message)
+    def update_batch(self, crops: list[Crop]) -> list[Embedding]:
+        """Embed `crops` as one batch, counted in `stats()`; a crop that cannot be embedded is skipped."""
+        if not crops:
+            return []
+        start = time.perf_counter()
+        embeddings = self._embed_each(crops)
+        self._embed_seconds += time.perf_counter() - start
+        self._batches += 1
+        self._crops += len(crops)
+        self._skipped += sum(e is None for e in embeddings)
+        return [e for e in embeddings if e is not None]
 
-    def _flush(self, pending: list[Any], outbox: Any) -> None:
-        """Embed the pending crops as one batch and put every pending message on the outbox, in order."""
-        crops = [m for m in pending if isinstance(m, Crop)]
-        if crops:
-            start = time.perf_counter()
-            embeddings = iter(self._embed_each(crops))
-            self._embed_seconds += time.perf_counter() - start
-            self._batches += 1
-            self._crops += len(crops)
-        for message in pending:
-            if isinstance(message, Crop):
-                embedding = next(embeddings)
-                if embedding is None:
-                    self._skipped += 1
-                else:
-                    outbox.put(embedding)
-            else:
-                outbox.put(message)
-        pending.clear()
+    def finish(self) -> list[Embedding]:
+        """Nothing is held between calls: the runtime's batcher holds the crops of a batch."""
+        logger.info("re-ID stage finished: %s", self._stats_line())
+        return []
 
     def _embed_each(self, crops: list[Crop]) -> list[Embedding | None]:
         """One entry per crop: its Embedding, or None where the crop could not be embedded."""

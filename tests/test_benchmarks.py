@@ -152,10 +152,19 @@ def test_vs_ultralytics_short(assets, capsys):
 def test_camera_scaling_short(assets, capsys):
     assert camera_scaling.main(["--assets", str(assets), "--cameras", "1", "2", "--frames", "3"]) == 0
     out = capsys.readouterr().out
-    rows = re.findall(r"^\s+(\d+)\s+(\d+)\s+[\d.]+\s+([\d.]+)\s+[\d.]+\s+(\d+)", out, re.MULTILINE)
-    assert [(int(c), int(f)) for c, f, _, _ in rows] == [(1, 3), (2, 6)]
-    assert all(float(fps) > 0 and int(rss) > 200 for _, _, fps, rss in rows)  # MiB: models are loaded
-    assert "cam1" in out and "reid" in out and "matcher" in out
+    rows = re.findall(
+        r"^(per-camera|shared)\s+(\d+)\s+(\d+)\s+[\d.]+\s+([\d.]+)\s+(\d+)\s+(\d+)\s+(\d+)", out, re.MULTILINE
+    )
+    assert [(d, int(c), int(f)) for d, c, f, *_ in rows] == [
+        ("per-camera", 1, 3),
+        ("shared", 1, 3),
+        ("per-camera", 2, 6),
+        ("shared", 2, 6),
+    ]
+    for design, _, _, fps, worker, detector, total in rows:
+        assert float(fps) > 0 and int(worker) > 0 and int(total) > 200  # MiB: models are loaded
+        assert int(detector) > 0 if design == "shared" else int(detector) == 0
+    assert "cam1" in out and "detector" in out and "reid" in out and "matcher" in out
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""ReIDStage: embedding, dynamic batching and message order, through thread and process queues."""
+"""ReIDStage and the micro-batcher: embedding, dynamic batching and order, through thread and process queues."""
 
 from __future__ import annotations
 
@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 from pets_crops import identity_crops
 
+from pipeline.batching import MicroBatcher
 from pipeline.embedders.base import l2_normalize
-from pipeline.messages import CameraFinished, Crop, Embedding, TrackEnded, Tracks
+from pipeline.messages import Crop, Embedding, EndOfStream, Tracks
 from pipeline.reid_stage import ReIDStage
+from pipeline.runtime.local_stages import serve_batches
 
 
 class FakeEmbedder:
@@ -47,36 +49,34 @@ def _tracks(camera: str, frame: int) -> Tracks:
     return Tracks(camera, frame, frame / 10.0, xyxy, np.ones(1, np.float32), np.array([1], np.int64))
 
 
-def _camera_stream(camera: str, frames: int) -> list:
-    """A camera's messages as a worker sends them: tracks, crops of some tracks, ended tracks, finish."""
-    out: list = []
-    for frame in range(1, frames + 1):
-        out.append(_tracks(camera, frame))
-        out += [_crop(camera, track, frame) for track in range(1, 4) if (frame + track) % 3 == 0]
-        if frame % 7 == 0:
-            out.append(TrackEnded(camera, frame // 7, frame, frame / 10.0))
-    out.append(CameraFinished(camera, frames))
-    return out
-
-
-def _key(message) -> tuple:
-    """What must survive the stage: message kind (a Crop becomes an Embedding) and its identity."""
-    kind = "embedding" if isinstance(message, Crop | Embedding) else type(message).__name__
-    fields = [getattr(message, f, None) for f in ("camera_id", "track_id", "frame_index", "frames")]
-    return (kind, *(tuple(v.tolist()) if isinstance(v, np.ndarray) else v for v in fields))
+def _key(message: Crop | Embedding) -> tuple:
+    """What must survive the stage: the crop's camera, track and frame."""
+    return (message.camera_id, message.track_id, message.frame_index)
 
 
 def _drain(outbox, timeout: float = 10.0) -> list:
+    """Messages until EndOfStream."""
     out = []
     while True:
         message = outbox.get(timeout=timeout)
-        if message is None:
+        if isinstance(message, EndOfStream):
             return out
         out.append(message)
 
 
-def _run_in_thread(stage: ReIDStage, inbox, outbox, **kwargs) -> threading.Thread:
-    thread = threading.Thread(target=stage.run, args=(inbox, outbox), kwargs=kwargs, daemon=True)
+def _serve(stage: ReIDStage, inbox, outbox) -> None:
+    """The local runtime's re-ID loop around `stage`: crops in, embeddings out, EndOfStream at the end."""
+
+    def run_batch(crops):
+        for embedding in stage.update_batch(crops):
+            outbox.put(embedding)
+
+    serve_batches(inbox, MicroBatcher(stage.max_batch, stage.max_wait_ms), run_batch, take=lambda m: True)
+    outbox.put(EndOfStream("reid"))
+
+
+def _run_in_thread(stage: ReIDStage, inbox, outbox) -> threading.Thread:
+    thread = threading.Thread(target=_serve, args=(stage, inbox, outbox), daemon=True)
     thread.start()
     return thread
 
@@ -103,6 +103,15 @@ def test_a_crop_that_fails_is_skipped_with_a_warning(caplog):
     assert "track 9" in caplog.text
 
 
+def test_update_embeds_one_crop_and_rejects_other_messages():
+    stage = ReIDStage(FakeEmbedder())
+    [embedding] = stage.update(_crop("a", 4, 2))
+    assert (embedding.camera_id, embedding.track_id, embedding.frame_index) == ("a", 4, 2)
+    assert stage.finish() == []
+    with pytest.raises(TypeError, match="Tracks"):
+        stage.update(_tracks("a", 1))
+
+
 def test_a_failing_batch_is_retried_crop_by_crop(caplog):
     class Picky(FakeEmbedder):
         def embed(self, crops):
@@ -111,19 +120,15 @@ def test_a_failing_batch_is_retried_crop_by_crop(caplog):
             return super().embed(crops)
 
     stage = ReIDStage(Picky())
-    inbox, outbox = queue.Queue(), queue.Queue()
-    for message in [_crop("a", 1, 1), _crop("a", 2, 1, height=13), _tracks("a", 2), _crop("a", 3, 2), None]:
-        inbox.put(message)
     with caplog.at_level(logging.WARNING, logger="pipeline.reid_stage"):
-        stage.run(inbox, outbox)
-    out = _drain(outbox, timeout=1)
-    assert [_key(m)[:3] for m in out] == [("embedding", "a", 1), ("Tracks", "a", (1,)), ("embedding", "a", 3)]
+        out = stage.update_batch([_crop("a", 1, 1), _crop("a", 2, 1, height=13), _crop("a", 3, 2)])
+    assert [(m.track_id, m.frame_index) for m in out] == [(1, 1), (3, 2)]
     assert "13 px" in caplog.text
-    assert stage.stats()["skipped"] == 1
+    assert stage.stats()["skipped"] == 1 and stage.stats()["batches"] == 1
 
 
-def test_order_is_kept_per_camera_with_concurrent_producers():
-    streams = {camera: _camera_stream(camera, 30) for camera in ("a", "b", "c")}
+def test_every_crop_of_concurrent_producers_is_embedded():
+    sent = {camera: [_crop(camera, t, f) for f in range(1, 31) for t in range(1, 4)] for camera in "abc"}
     inbox, outbox = queue.Queue(maxsize=16), queue.Queue()
     stage = ReIDStage(FakeEmbedder(delay_s=0.002), max_batch=8, max_wait_ms=5)
 
@@ -134,27 +139,26 @@ def test_order_is_kept_per_camera_with_concurrent_producers():
             if rng.random() < 0.2:
                 time.sleep(0.002)
 
-    producers = [threading.Thread(target=produce, args=(s,)) for s in streams.values()]
+    producers = [threading.Thread(target=produce, args=(s,)) for s in sent.values()]
     thread = _run_in_thread(stage, inbox, outbox)
     for producer in producers:
         producer.start()
     for producer in producers:
         producer.join()
-    inbox.put(None)
+    inbox.put(EndOfStream("runner"))
     out = _drain(outbox)
     thread.join(timeout=5)
     assert not thread.is_alive()
-    for camera, sent in streams.items():
-        assert [_key(m) for m in out if m.camera_id == camera] == [_key(m) for m in sent]
-    assert all(isinstance(m, Embedding) for m in out if _key(m)[0] == "embedding")
+    for camera, crops in sent.items():  # each camera's embeddings keep the order its crops were sent in
+        assert [_key(m) for m in out if m.camera_id == camera] == [_key(m) for m in crops]
     stats = stage.stats()
-    assert stats["crops"] == sum(isinstance(m, Crop) for s in streams.values() for m in s)
+    assert stats["crops"] == sum(len(c) for c in sent.values())
     assert stats["batches"] == len(stage.embedder.batches)
     assert max(stage.embedder.batches) <= 8
 
 
 def _stage_process(inbox, outbox) -> None:
-    ReIDStage(FakeEmbedder(), max_batch=4, max_wait_ms=10).run(inbox, outbox)
+    _serve(ReIDStage(FakeEmbedder(), max_batch=4, max_wait_ms=10), inbox, outbox)
 
 
 def test_order_through_a_stage_process():
@@ -162,18 +166,21 @@ def test_order_through_a_stage_process():
     inbox, outbox = context.Queue(maxsize=32), context.Queue()
     process = context.Process(target=_stage_process, args=(inbox, outbox), daemon=True)
     process.start()
-    sent = _camera_stream("a", 20) + _camera_stream("b", 10)
+    sent = [
+        _crop(camera, t, f)
+        for camera, frames in (("a", 20), ("b", 10))
+        for f in range(1, frames + 1)
+        for t in (1, 2)
+    ]
     for message in sent:
         inbox.put(message)
-    inbox.put(None)
+    inbox.put(EndOfStream("runner"))
     out = _drain(outbox, timeout=30)
     process.join(timeout=10)
     assert process.exitcode == 0
     assert [_key(m) for m in out] == [_key(m) for m in sent]
-    expected = FakeEmbedder().embed([m.image for m in sent if isinstance(m, Crop)])
-    np.testing.assert_allclose(
-        np.stack([m.vector for m in out if isinstance(m, Embedding)]), expected, atol=1e-6
-    )
+    expected = FakeEmbedder().embed([m.image for m in sent])
+    np.testing.assert_allclose(np.stack([m.vector for m in out]), expected, atol=1e-6)
 
 
 def test_real_onnx_model_keeps_order_and_features(assets):
@@ -181,18 +188,15 @@ def test_real_onnx_model_keeps_order_and_features(assets):
 
     embedder = OnnxEmbedder(assets / "models" / "osnet_x0_25_msmt17.onnx")
     people = identity_crops(assets, [1, 60])
-    sent = []
-    for person, frame, image in people:
-        sent.append(_tracks("pets", frame))
-        sent.append(Crop("pets", person, frame, frame / 7.0, image, 0.8))
+    sent = [Crop("pets", person, frame, frame / 7.0, image, 0.8) for person, frame, image in people]
     inbox, outbox = queue.Queue(), queue.Queue()
-    for message in [*sent, None]:
+    for message in [*sent, EndOfStream("runner")]:
         inbox.put(message)
     stage = ReIDStage(embedder, max_batch=4, max_wait_ms=1000)
-    stage.run(inbox, outbox)
+    _serve(stage, inbox, outbox)
     out = _drain(outbox, timeout=1)
     assert [_key(m) for m in out] == [_key(m) for m in sent]
-    vectors = np.stack([m.vector for m in out if isinstance(m, Embedding)])
+    vectors = np.stack([m.vector for m in out])
     np.testing.assert_allclose(vectors, embedder.embed([image for _, _, image in people]), atol=1e-4)
     assert stage.stats()["batches"] == -(-len(people) // 4)
 
@@ -201,9 +205,9 @@ def test_queued_crops_are_batched_up_to_max_batch():
     inbox, outbox = queue.Queue(), queue.Queue()
     for i in range(100):
         inbox.put(_crop("a", i, 1))
-    inbox.put(None)
+    inbox.put(EndOfStream("runner"))
     stage = ReIDStage(FakeEmbedder(), max_batch=16, max_wait_ms=1000)
-    stage.run(inbox, outbox)
+    _serve(stage, inbox, outbox)
     assert len(_drain(outbox, timeout=1)) == 100
     assert stage.embedder.batches == [16] * 6 + [4]
     stats = stage.stats()
@@ -218,12 +222,10 @@ def test_a_lone_crop_waits_about_max_wait():
     thread = _run_in_thread(stage, inbox, outbox)
     start = time.monotonic()
     inbox.put(_crop("a", 1, 1))
-    inbox.put(_tracks("a", 2))  # held behind the crop
     assert isinstance(outbox.get(timeout=5), Embedding)
     waited = time.monotonic() - start
-    assert isinstance(outbox.get(timeout=1), Tracks)
-    inbox.put(None)
-    assert outbox.get(timeout=5) is None
+    inbox.put(EndOfStream("runner"))
+    assert isinstance(outbox.get(timeout=5), EndOfStream)
     thread.join(timeout=5)
     assert max_wait_ms / 1000 * 0.9 <= waited < max_wait_ms / 1000 + 0.5
 
@@ -235,49 +237,36 @@ def test_slow_trickle_runs_batches_of_one():
     for i in range(4):
         inbox.put(_crop("a", i, 1))
         assert isinstance(outbox.get(timeout=5), Embedding)  # each arrives without waiting for a full batch
-    inbox.put(None)
-    assert outbox.get(timeout=5) is None
+    inbox.put(EndOfStream("runner"))
+    assert isinstance(outbox.get(timeout=5), EndOfStream)
     thread.join(timeout=5)
     assert stage.embedder.batches == [1, 1, 1, 1]
-
-
-def test_other_messages_pass_at_once_when_nothing_is_pending():
-    inbox, outbox = queue.Queue(), queue.Queue()
-    stage = ReIDStage(FakeEmbedder(), max_batch=8, max_wait_ms=10_000)
-    thread = _run_in_thread(stage, inbox, outbox)
-    inbox.put(_tracks("a", 1))
-    assert isinstance(outbox.get(timeout=2), Tracks)
-    inbox.put(None)
-    assert outbox.get(timeout=2) is None
-    thread.join(timeout=5)
 
 
 def test_end_of_stream_flushes_without_waiting():
     inbox, outbox = queue.Queue(), queue.Queue()
     stage = ReIDStage(FakeEmbedder(), max_batch=64, max_wait_ms=30_000)
-    sent = [_crop("a", 1, 1), TrackEnded("a", 1, 1, 0.1), _crop("a", 2, 1), CameraFinished("a", 1)]
-    for message in [*sent, None]:
+    sent = [_crop("a", 1, 1), _crop("a", 2, 1)]
+    for message in [*sent, EndOfStream("runner")]:
         inbox.put(message)
     start = time.monotonic()
-    stage.run(inbox, outbox)
+    _serve(stage, inbox, outbox)
     assert time.monotonic() - start < 5
     assert [_key(m) for m in _drain(outbox, timeout=1)] == [_key(m) for m in sent]
     assert outbox.empty()
 
 
-def test_should_stop_flushes_and_returns_without_end_of_stream():
-    inbox, outbox = queue.Queue(), queue.Queue()
-    stop = threading.Event()
-    stage = ReIDStage(FakeEmbedder(), max_batch=64, max_wait_ms=30_000)
-    thread = _run_in_thread(stage, inbox, outbox, should_stop=stop.is_set)
-    inbox.put(_crop("a", 1, 1))
-    inbox.put(_tracks("a", 2))
-    time.sleep(0.05)
-    stop.set()
-    thread.join(timeout=5)
-    assert not thread.is_alive()
-    assert [type(outbox.get(timeout=1)) for _ in range(2)] == [Embedding, Tracks]
-    assert outbox.empty()
+def test_the_batcher_runs_a_batch_when_full_or_due():
+    batcher = MicroBatcher(max_batch=3, max_wait_ms=100)
+    assert batcher.timeout(0.0) is None and not batcher.due(0.0)
+    assert batcher.add("a", now=1.0) is None
+    assert batcher.timeout(1.05) == pytest.approx(0.05)
+    assert batcher.add("b", now=1.05) is None
+    assert not batcher.due(1.09) and batcher.due(1.1)
+    assert batcher.add("c", now=1.2) == ["a", "b", "c"]
+    assert len(batcher) == 0 and batcher.timeout(1.2) is None
+    batcher.add("d", now=2.0)
+    assert batcher.timeout(3.0) == 0.0 and batcher.take() == ["d"]
 
 
 def test_invalid_settings_are_rejected():
@@ -285,3 +274,7 @@ def test_invalid_settings_are_rejected():
         ReIDStage(FakeEmbedder(), max_batch=0)
     with pytest.raises(ValueError, match="max_wait_ms"):
         ReIDStage(FakeEmbedder(), max_wait_ms=-1)
+    with pytest.raises(ValueError, match="max_batch"):
+        MicroBatcher(max_batch=0)
+    with pytest.raises(ValueError, match="max_wait_ms"):
+        MicroBatcher(max_wait_ms=-1)

@@ -1,0 +1,1 @@
+"""Runtimes: each owns the loops, channels and lifecycles of the stages on one engine (local, ray)."""

@@ -1,0 +1,98 @@
+"""The matcher's side of every runtime: the store, the box log and the event log around the Matcher."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from pathlib import Path
+
+from pipeline import build
+from pipeline.config import RunConfig
+from pipeline.messages import Assignment, CameraFinished, IdentityEvent, SourceState, Tracks
+
+log = logging.getLogger(__name__)
+
+
+class MatchSession:
+    """Owns one run's identity store session: feeds the Matcher, logs boxes and events, writes the exports.
+
+    `update(message)` takes what cameras and the re-ID stage send (Tracks, Embedding, TrackEnded,
+    CameraFinished, SourceState) and returns the Assignments for the cameras' videos; `idle()` makes
+    recent decisions durable in a quiet spell; `finish()` decides what is left and writes the exports.
+    """
+
+    def __init__(self, config: RunConfig, out_dir: Path, fps: dict[str, float], dim: int) -> None:
+        from pipeline.sinks.box_log import BoxLog
+        from pipeline.sinks.events import EventLog
+
+        self.config = config
+        self.out_dir = out_dir
+        self.fps = dict(fps)
+        self.store = build.build_store(config, out_dir, dim=dim)
+        if config.store.retention_days is not None:
+            dropped = self.store.delete_older_than(time.time() - config.store.retention_days * 86_400)
+            log.info(
+                "retention: dropped %d prototype features older than %s days",
+                dropped,
+                config.store.retention_days,
+            )
+        self.session = self.store.begin_session()
+        self.matcher = build.build_matcher(config, self.store, self.session)
+        self.box_log = BoxLog(self.store, self.session, interval_s=config.store.commit_interval_s)
+        self.events = EventLog(out_dir / "events.jsonl") if config.output.events else None
+        self.finished: dict[str, CameraFinished] = {}
+        self.last_frame: dict[str, int] = {}  # per camera, the newest frame whose tracks arrived
+        self.seconds = 0.0
+
+    def update(self, message) -> list[Assignment]:
+        start = time.perf_counter()
+        if isinstance(message, SourceState):
+            if self.events is not None:
+                self.events.write({"kind": "camera_state", **dataclasses.asdict(message)})
+            return []
+        if isinstance(message, CameraFinished):
+            self.finished[message.camera_id] = message
+        if isinstance(message, Tracks):
+            self.box_log.update(message)
+            self.last_frame[message.camera_id] = max(
+                self.last_frame.get(message.camera_id, 0), message.frame_index
+            )
+        assignments = self._dispatch(self.matcher.update(message))
+        self.seconds += time.perf_counter() - start
+        return assignments
+
+    def idle(self) -> None:
+        """Nothing arrived for a while: decisions made just before become durable too."""
+        self.box_log.flush()
+        self.matcher.commit_if_due()
+
+    def finish(self) -> dict:
+        """Decide what is left, write the exports and topology.json (also beside the store); returns stats."""
+        from pipeline.runner import cameras_meta
+        from pipeline.sinks.exports import write_exports
+        from pipeline.topology import write_topology
+
+        self.box_log.flush()
+        self._dispatch(self.matcher.finish())
+        self.store.commit()
+        for camera_id, message in self.finished.items():
+            self.fps.setdefault(camera_id, message.stats.get("fps", 0.0))
+        frames = {c: m.frames for c, m in self.finished.items()}
+        write_exports(self.store, self.session, cameras_meta(self.config, self.fps, frames), self.out_dir)
+        write_topology(self.matcher.topology(), self.out_dir, build.store_path(self.config, self.out_dir))
+        return {"seconds": round(self.seconds, 3), "identities": self.store.identity_count()}
+
+    def close(self) -> None:
+        self.store.close()
+        if self.events is not None:
+            self.events.close()
+
+    def _dispatch(self, outputs: list) -> list[Assignment]:
+        assignments = []
+        for item in outputs:
+            if isinstance(item, Assignment):
+                assignments.append(item)
+            elif isinstance(item, IdentityEvent) and self.events is not None:
+                self.events.write(item)
+        return assignments
