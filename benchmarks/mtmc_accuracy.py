@@ -1,9 +1,9 @@
 """Cross-camera accuracy of the pipeline on a suite of multi-camera sets: linked against the same run unlinked.
 
 The suite is made from the footage in the assets folder: PETS09-S2L1 cut by make-multicam into two
-overlapping views (`pets-overlap`), a hand-over (`pets-relay`: left view early, right view late), three
-views (`pets-three`) and two views with the right one seen through a perspective tilt, rescaled and
-colour-cast (`pets-warped`); TUD-Campus as two overlapping views (`tud-campus`); the six synthetic
+overlapping views (`pets-overlap`), a hand-over (`pets-relay`: left view early, right view late), two
+disjoint views with a blind strip between them (`pets-gap`), three views (`pets-three`) and two views
+with the right one seen through a perspective tilt, rescaled and colour-cast (`pets-warped`); TUD-Campus as two overlapping views (`tud-campus`); the six synthetic
 MultiviewX views (`multiviewx`); and the full PETS view as one camera (`pets-full`). Sets whose footage
 is missing are skipped.
 
@@ -88,6 +88,8 @@ SETS = {
                  _pets(lambda n: preset_cameras("overlap", n))),
         SuiteSet("pets-relay", "PETS09-S2L1, hand-over: left view early, right view late", PETS_VIDEO,
                  _pets(lambda n: preset_cameras("relay", n))),
+        SuiteSet("pets-gap", "PETS09-S2L1, two disjoint views with a blind strip between", PETS_VIDEO,
+                 _pets(lambda n: preset_cameras("gap", n))),
         SuiteSet("pets-three", "PETS09-S2L1, three overlapping views", PETS_VIDEO,
                  _pets(lambda n: preset_cameras("three", n))),
         SuiteSet("pets-warped", "PETS09-S2L1, two overlapping views, the right one tilted, scaled, cast",

@@ -18,6 +18,7 @@ from pipeline.messages import Assignment, CameraFinished, Embedding, IdentityEve
 from pipeline.refine import cluster_tracklets
 from pipeline.store import EmbeddingStore, Key
 from pipeline.topology import TOPOLOGY_VERSION
+from pipeline.transit import Sighting, TransitModel, learn_transit
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,22 @@ def _height(box: Box) -> float:
 
 
 Box = tuple[float, float, float, float]  # x1, y1, x2, y2
+
+
+def _sighting(span: _Span, identity: int) -> Sighting | None:
+    """A tracklet as the transit model sees it; None where its boxes are not known."""
+    if span.first_box is None or span.last_box is None:
+        return None
+    height = (_height(span.first_box) + _height(span.last_box)) / 2
+    return Sighting(
+        span.camera,
+        identity,
+        span.first_time,
+        span.last_time,
+        _foot(span.first_box),
+        _foot(span.last_box),
+        height,
+    )
 
 
 def _continuation_miss(earlier: _Span, later: _Span) -> float | None:
@@ -162,6 +179,7 @@ class Matcher:
             else ScoreCalibration(prior_threshold=DEFAULT_THRESHOLD, model=model)
         )
         self.geometry = OverlapLearner()  # which views overlap, and how foot points map between them
+        self.transit: TransitModel | None = None  # disjoint views: entry/exit zones and transit times
         if learned:
             self._start_from(learned, model)
         self.min_embeddings = min_embeddings
@@ -183,6 +201,8 @@ class Matcher:
         calibration where it was learned with the same re-ID model."""
         if learned.get("overlaps"):
             self.geometry = OverlapLearner.from_dict(learned["overlaps"])
+        if learned.get("transit"):
+            self.transit = TransitModel.from_dict(learned["transit"])
         calibration = learned.get("score_calibration")
         if self.calibration is not None and calibration:
             if calibration.get("model") == model:
@@ -200,6 +220,7 @@ class Matcher:
         self._due: set[tuple[str, int]] = set()  # tracklets waiting for a (re)decision
         self._closed: OrderedDict[tuple[str, int], _Span] = OrderedDict()  # their spans, for constraints
         self._early: OrderedDict[tuple[str, int], list[Embedding]] = OrderedDict()  # before their track
+        self._camera_times: dict[str, list[float]] = {}  # camera -> [first, last] frame time seen
 
     @property
     def open_tracklets(self) -> int:
@@ -233,6 +254,7 @@ class Matcher:
         return {
             "schema_version": TOPOLOGY_VERSION,
             "overlaps": self.geometry.to_dict(),
+            "transit": None if self.transit is None else self.transit.to_dict(),
             "score_calibration": None if self.calibration is None else self.calibration.to_dict(),
         }
 
@@ -254,6 +276,8 @@ class Matcher:
         out = self._decide_and_close()
         if self.refine_at_end:
             out.extend(self.refine())
+            if self._learn_transit():  # the hand-overs of the refined identities: once more with them
+                out.extend(self.refine())
         self._flush()
         return out
 
@@ -322,7 +346,11 @@ class Matcher:
                     motion = None if forbidden[i, j] else self._continuation_llr(a, b)
                     if motion is not None and not np.isnan(scores[i, j]):
                         scores[i, j] = scores[j, i] = scores[i, j] + motion
-                elif a.first_time < b.last_time and b.first_time < a.last_time:
+                elif a.last_time <= b.first_time or b.last_time <= a.first_time:
+                    transit = self._transit_llr(a, b)
+                    if transit and not np.isnan(scores[i, j]):
+                        scores[i, j] = scores[j, i] = scores[i, j] + transit
+                else:
                     if not self._may_be_together(a, b):
                         forbidden[i, j] = True
                     elif self.calibration is not None and self._seen_together(a, [b]):
@@ -357,6 +385,38 @@ class Matcher:
         llr = self._continuation_llr(max(before, key=lambda s: s.last_time), tracklet)
         return 0.0 if llr is None else llr
 
+    def _transit_llr(self, a: _Span, b: _Span) -> float:
+        """`TransitModel.llr` of two tracklets of two cameras, one after the other (0: nothing learned)."""
+        if self.transit is None or self.calibration is None or self.geometry.model(a.camera, b.camera):
+            return 0.0  # overlapping views: geometry speaks for their hand-overs
+        leaving, entering = (a, b) if a.last_time <= b.first_time else (b, a)
+        first, second = _sighting(leaving, -1), _sighting(entering, -1)
+        return 0.0 if first is None or second is None else self.transit.llr(first, second)
+
+    def _transit_evidence(self, tracklet: _Span, others: list[_Span]) -> float:
+        """`_transit_llr` of `tracklet` after the identity's latest sighting in another camera before it."""
+        before = [s for s in others if s.camera != tracklet.camera and s.last_time <= tracklet.first_time]
+        return self._transit_llr(max(before, key=lambda s: s.last_time), tracklet) if before else 0.0
+
+    def _learn_transit(self) -> bool:
+        """Learn entry/exit zones and transit times from this session's identities; True if any path."""
+        if self.calibration is None:
+            return False
+        records = self.store.tracklets(session=self.session)
+        overlapping = {frozenset(pair) for pair in self.geometry.models()}
+        sightings = [
+            sighting
+            for r in records
+            if r.global_id is not None
+            and (span := self._closed.get((r.camera, r.track_id))) is not None
+            and (sighting := _sighting(span, r.global_id)) is not None
+        ]
+        spans = {camera: (first, last) for camera, (first, last) in self._camera_times.items()}
+        learned = learn_transit(sightings, spans, rejoin_gap_s=self.rejoin_max_gap_s, skip=overlapping)
+        if learned.paths:
+            self.transit = learned
+        return bool(learned.paths)
+
     def _label_identities(self, labels: np.ndarray, current: list[int], spans: list[_Span]) -> list[int]:
         """A global id per cluster: the one most of its frames had, biggest clusters first; else a new one."""
         frames = np.array([s.last_frame - s.first_frame + 1 for s in spans], np.float64)
@@ -374,6 +434,8 @@ class Matcher:
         return [chosen[int(c)] for c in labels]
 
     def _on_tracks(self, tracks: Tracks) -> None:
+        times = self._camera_times.setdefault(tracks.camera_id, [tracks.timestamp, tracks.timestamp])
+        times[0], times[1] = min(times[0], tracks.timestamp), max(times[1], tracks.timestamp)
         self.geometry.add_boxes(tracks.camera_id, tracks.timestamp, tracks.track_id, tracks.xyxy)
         for xyxy, track_id in zip(tracks.xyxy, tracks.track_id, strict=True):
             key = (tracks.camera_id, int(track_id))
@@ -470,7 +532,9 @@ class Matcher:
         for i, (tracklet, row) in enumerate(zip(rows, scores, strict=True)):
             for gid, score in row.items():
                 others = [s for s in spans.get(gid, []) if s is not tracklet]
-                score += self._continuation_evidence(tracklet, others)
+                score += self._continuation_evidence(tracklet, others) + self._transit_evidence(
+                    tracklet, others
+                )
                 if score >= 0 and self._allowed(tracklet, others):
                     cost[i, column[gid]] = -score
         if self.calibration is not None:  # a fixed threshold leaves decisions to appearance alone

@@ -19,6 +19,7 @@ def read_topology(path: Path) -> dict:
     """A topology.json as written by `write_topology`, checked; PipelineError in one line if it is not."""
     from pipeline.calibration import ScoreCalibration
     from pipeline.geometry import OverlapLearner
+    from pipeline.transit import TransitModel
 
     try:
         data = json.loads(Path(path).read_text())
@@ -37,6 +38,8 @@ def read_topology(path: Path) -> dict:
         OverlapLearner.from_dict(data.get("overlaps") or {"version": TOPOLOGY_VERSION})
         if data.get("score_calibration"):
             ScoreCalibration.from_dict(data["score_calibration"])
+        if data.get("transit"):
+            TransitModel.from_dict(data["transit"])
     except (KeyError, TypeError, ValueError) as e:
         raise PipelineError(f"{path}: {e}") from None
     return data

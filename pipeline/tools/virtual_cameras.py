@@ -17,12 +17,14 @@ from pipeline.errors import PipelineError
 from pipeline.ids import check_id
 from pipeline.motchallenge import has_mot_classes
 
-SPLITS = ("overlap", "relay", "three", "warped")
+SPLITS = ("overlap", "relay", "three", "warped", "gap")
 # Left and right views of the presets: 60% of the width each, so the middle 20% is seen by both.
 LEFT_VIEW = (0.0, 0.0, 0.6, 1.0)
 RIGHT_VIEW = (0.4, 0.0, 1.0, 1.0)
 # The `three` split: 40% of the width each, neighbours sharing 10% of it.
 THREE_VIEWS = {"left": (0.0, 0.0, 0.4, 1.0), "middle": (0.3, 0.0, 0.7, 1.0), "right": (0.6, 0.0, 1.0, 1.0)}
+# The `gap` split: 40% of the width each, a blind 20% strip between them that people take time to cross.
+GAP_VIEWS = {"left": (0.0, 0.0, 0.4, 1.0), "right": (0.6, 0.0, 1.0, 1.0)}
 MIN_SIDE = 16  # pixels: the smallest camera image
 
 
@@ -240,7 +242,8 @@ def preset_cameras(split: str, num_frames: int, views: Mapping[str, View] | None
 
     `overlap`: left/right 60% of the width, all frames. `relay`: the same crops, left the first half of
     the frames, right the second. `three`: left/middle/right 40% each, neighbours sharing 10%. `warped`:
-    `overlap` with the right camera seen through the `oblique` view (tilt, rescale, colour cast).
+    `overlap` with the right camera seen through the `oblique` view (tilt, rescale, colour cast). `gap`:
+    left/right 40% each, disjoint: people cross a blind strip between them (hand-overs with a transit time).
     """
     if split == "overlap":
         cameras = [CameraSpec("left", LEFT_VIEW), CameraSpec("right", RIGHT_VIEW)]
@@ -252,6 +255,8 @@ def preset_cameras(split: str, num_frames: int, views: Mapping[str, View] | None
         ]
     elif split == "three":
         cameras = [CameraSpec(camera_id, crop) for camera_id, crop in THREE_VIEWS.items()]
+    elif split == "gap":
+        cameras = [CameraSpec(camera_id, crop) for camera_id, crop in GAP_VIEWS.items()]
     elif split == "warped":
         cameras = [
             CameraSpec("left", LEFT_VIEW),
