@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 LOCK_NAME = ".lock"
 # What a resumed run rewrites (and a fresh run moves to previous/<n>/).
-EXPORTS = ("tracks.json", "mot", "videos", "run.json", "topology.json", "thumbnails", "report.html")
+EXPORTS = ("tracks.json", "mot", "videos", "run.json", "topology.json", "topology", "thumbnails", "report.html")
 
 
 @dataclass

@@ -85,3 +85,24 @@ def test_a_damaged_copy_beside_the_store_is_skipped(tmp_path: Path) -> None:
     assert seed_topology(None, store_path) is None
     with pytest.raises(PipelineError):
         seed_topology(str(store_copy(store_path)), store_path)  # asked for by name: an error
+
+
+def test_a_figure_per_camera_pair_shows_the_mapping_zones_and_transit_times(tmp_path: Path) -> None:
+    import cv2
+
+    from pipeline.sinks.topology_figures import PANEL_HEIGHT, camera_frames, write_topology_figures
+    from pipeline.transit import Path as TransitPath
+    from pipeline.transit import TransitModel, Zone
+
+    topology = learned_topology()
+    zones = [Zone("b", "exit", (380.0, 250.0), 40.0, 6), Zone("c", "entry", (20.0, 250.0), 40.0, 6)]
+    topology["transit"] = TransitModel(zones, [TransitPath("b", 0, "c", 1, (3.0, 3.5, 4.0, 4.5))]).to_dict()
+    frames = camera_frames({"a": None, "b": None, "c": tmp_path / "missing.avi"}, fallback=(480, 400))
+    written = write_topology_figures(topology, frames, tmp_path / "topology")
+    assert [p.name for p in written] == ["a__b.png", "b__c.png"]
+    overlap, transit = (cv2.imread(str(p)) for p in written)
+    assert overlap.shape[0] == PANEL_HEIGHT and overlap.shape[1] == 2 * 400 * PANEL_HEIGHT // 480
+    orange = np.all(overlap == (230, 160, 30), axis=2)  # the mapped grid's dots and lines
+    assert orange[:, : overlap.shape[1] // 2].any() and orange[:, overlap.shape[1] // 2 :].any()
+    assert transit.shape[0] > PANEL_HEIGHT  # the transit-time histogram below the two frames
+    assert np.all(transit[:PANEL_HEIGHT] == (40, 40, 230), axis=2).any()  # the exit zone, in red

@@ -7,6 +7,8 @@ import logging
 import time
 from pathlib import Path
 
+import cv2
+
 from pipeline import build
 from pipeline.config import RunConfig
 from pipeline.messages import Assignment, CameraFinished, IdentityEvent, SourceState, Tracks
@@ -80,8 +82,29 @@ class MatchSession:
             self.fps.setdefault(camera_id, message.stats.get("fps", 0.0))
         frames = {c: m.frames for c, m in self.finished.items()}
         write_exports(self.store, self.session, cameras_meta(self.config, self.fps, frames), self.out_dir)
-        write_topology(self.matcher.topology(), self.out_dir, build.store_path(self.config, self.out_dir))
+        topology = self.matcher.topology()
+        write_topology(topology, self.out_dir, build.store_path(self.config, self.out_dir))
+        self._draw_topology(topology)
         return {"seconds": round(self.seconds, 3), "identities": self.store.identity_count()}
+
+    def _draw_topology(self, topology: dict) -> None:
+        """OUT/topology/<a>__<b>.png per camera pair with something learned; a failure costs only those."""
+        from pipeline.sinks.topology_figures import camera_frames, write_topology_figures
+
+        videos = {c.id: self._video_of(c) for c in self.config.cameras}
+        try:
+            write_topology_figures(topology, camera_frames(videos), self.out_dir / "topology")
+        except (OSError, ValueError, cv2.error) as e:
+            log.warning("topology figures not written: %s", e)
+
+    def _video_of(self, camera) -> Path | None:
+        """A video to take a frame of `camera` from: its annotated output, else its source file."""
+        from pipeline.worker import video_path
+
+        if self.config.output.video:
+            return video_path(self.out_dir, camera.id, self.config.output.container)
+        source = Path(camera.source) if isinstance(camera.source, str) else None
+        return source if source is not None and source.is_file() else None
 
     def close(self) -> None:
         self.store.close()
