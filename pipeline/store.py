@@ -1,7 +1,24 @@
-"""EmbeddingStore: identities, tracklets, boxes and prototype features in SQLite, searched with faiss."""
+"""EmbeddingStore: identities, tracklets, boxes and prototypes in SQLite, their vectors in a faiss index file.
+
+Each prototype vector is kept in one place. The index file beside the database (`gallery.sqlite.faiss`,
+faiss's own format: float32 vectors while search is exact, 8-bit codes in inverted lists past
+`approximate_threshold`) holds every vector up to its last checkpoint; SQLite's `pending_vectors` holds the
+float32 vectors added since, so `commit()` makes new work durable without rewriting the file. A checkpoint
+(at `close()`, and at `commit()` once the pending vectors reach a quarter of the index) writes the file
+under a temporary name, syncs it, records its CRC-32 in SQLite, renames it into place and empties the
+table.
+
+Opening loads the file as it is when its checksum is the recorded one and nothing changed after the
+checkpoint that wrote it. Otherwise (a kill before `close()`, a file missing, corrupt or from elsewhere) the
+index is reconciled with SQLite: vectors removed since the file are dropped, pending ones added; a
+prototype whose vector is in neither place is left out of search and deleted at the next checkpoint, so a
+bad file can lose prototypes but never return wrong ones. Opening writes nothing, so a viewer may open the
+store while a run writes to it.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import time
@@ -9,18 +26,23 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import faiss
 import numpy as np
 
 from pipeline.errors import PipelineError
+from pipeline.gallery_index import SLOT_BITS, GalleryIndex, identities_of
 
 logger = logging.getLogger(__name__)
 
 Key = tuple[int, str, int]  # (session, camera, track_id): one tracklet
-INDEX_KINDS = ("auto", "flat", "hnsw")
-SCHEMA_VERSION = 1
-_HNSW_M = 32
-_TOMBSTONE_FRACTION = 0.2  # an HNSW index cannot remove vectors: rebuild once this share is dead
+INDEX_KINDS = ("auto", "flat", "hnsw", "ivf")
+SCHEMA_VERSION = 2
+_SLOTS = (1 << SLOT_BITS) - 1
+_STAGE = 1024  # vectors gathered before one batched add to the index
+_MIN_PENDING = 10_000  # checkpoint at commit() once pending vectors pass this and a quarter of the index
+_MIN_IVF = 256  # below this many vectors an ivf index is not trained: search stays exact
+_PAGE_SIZE = 8192
+_WAL_PAGES = 4096  # pages the write-ahead log grows to before SQLite copies them into the database
+_OPEN_TRIES = 3  # a checkpoint may replace the file between reading meta and the file: read again
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -37,11 +59,14 @@ CREATE TABLE IF NOT EXISTS boxes (
     session INTEGER NOT NULL, camera TEXT NOT NULL, track_id INTEGER NOT NULL, frame INTEGER NOT NULL,
     x1 REAL NOT NULL, y1 REAL NOT NULL, x2 REAL NOT NULL, y2 REAL NOT NULL, confidence REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS boxes_camera_frame ON boxes (session, camera, frame);
+"""
+# label: the faiss label, global_id << SLOT_BITS | slot; seq: order of insertion, across the store
+_PROTOTYPES = """
 CREATE TABLE IF NOT EXISTS prototypes (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, global_id INTEGER NOT NULL, session INTEGER NOT NULL,
-    camera TEXT NOT NULL, track_id INTEGER NOT NULL, vector BLOB NOT NULL, updated_at REAL NOT NULL,
+    label INTEGER PRIMARY KEY, global_id INTEGER NOT NULL, session INTEGER NOT NULL, camera TEXT NOT NULL,
+    track_id INTEGER NOT NULL, updated_at REAL NOT NULL, seq INTEGER NOT NULL,
     UNIQUE (session, camera, track_id));
-CREATE INDEX IF NOT EXISTS prototypes_identity ON prototypes (global_id);
+CREATE TABLE IF NOT EXISTS pending_vectors (seq INTEGER PRIMARY KEY, vector BLOB NOT NULL);
 """
 
 
@@ -65,9 +90,14 @@ class TrackletRecord:
 
 
 class EmbeddingStore:
-    """A persistent gallery: SQLite holds everything, faiss indexes the prototype vectors for search.
+    """A persistent gallery: SQLite holds the records, a faiss index (and its file) the prototype vectors.
 
     `path=None` keeps everything in memory. Work is durable once `commit()` returns (WAL journal).
+    `index`: `flat` searches exactly; `ivf` searches 8-bit codes in inverted lists (trained on the
+    gallery once it holds a few hundred vectors, retrained as it grows, with the number of lists probed
+    chosen for recall); `auto` is flat until the gallery passes `approximate_threshold` and ivf after
+    (flat again below half of it), switching as prototypes come and go, so a store that only searches
+    keeps the kind its file holds; `hnsw` searches a graph over float32 vectors.
     """
 
     def __init__(
@@ -80,32 +110,50 @@ class EmbeddingStore:
     ) -> None:
         if index not in INDEX_KINDS:
             raise ValueError(f"index must be one of {', '.join(INDEX_KINDS)}, but got {index!r}")
-        if dim < 1 or max_prototypes < 1:
-            raise ValueError(f"dim and max_prototypes must be >= 1, but got {dim} and {max_prototypes}")
+        if dim < 1 or not 1 <= max_prototypes <= _SLOTS:
+            raise ValueError(
+                f"dim must be >= 1 and max_prototypes in [1, {_SLOTS}], but got {dim} and {max_prototypes}"
+            )
         self.path = None if path is None else Path(path)
+        self.index_path = None if self.path is None else self.path.with_name(self.path.name + ".faiss")
         self.dim = dim
         self.index_kind = index
         self.approximate_threshold = approximate_threshold
         self.max_prototypes = max_prototypes
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._staged: dict[int, np.ndarray] = {}  # label -> vector, not yet in the index
+        self._changed = False  # this instance changed the gallery since its last checkpoint
+        self._migrated = False
+        self._checkpoints = 0  # index files this instance wrote
+        self._lost: list[tuple[int, int]] = []  # (label, seq) with no vector anywhere: deleted at checkpoint
+        self._pending = 0  # rows in pending_vectors
+        self._next_seq = 1
+        self._adapt_at = 0  # gallery size at which _adapt_kind looks again (switch or retrain)
+        self._seen: dict[int, float] = {}  # global id -> latest prototype time, written at commit
         self._db = sqlite3.connect(":memory:" if self.path is None else str(self.path))
         try:
+            # a pending vector (2 KiB at dim 512) takes a whole 4 KiB page; 3 fit in 8 KiB (new files only)
+            self._db.execute(f"PRAGMA page_size = {_PAGE_SIZE}")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(f"PRAGMA wal_autocheckpoint = {_WAL_PAGES}")  # fewer, larger WAL checkpoints
+            self._db.execute(f"PRAGMA journal_size_limit = {_WAL_PAGES * _PAGE_SIZE * 2}")
             self._db.executescript(_SCHEMA)
+            self._check_meta()
+            self._db.executescript(_PROTOTYPES)
+            self._db.commit()
         except sqlite3.DatabaseError as e:
             self._db.close()
             raise PipelineError(
                 f"embedding store {self.path} is not a usable SQLite database ({e}); point store.path at a "
                 "new file or at a store an earlier run wrote"
             ) from None
-        self._check_meta()
-        self._owner: dict[int, int] = {}  # prototype id -> global id
-        self._ids_by_key: dict[Key, int] = {}
-        self._key_of: dict[int, Key] = {}
-        self._dead: set[int] = set()  # removed from SQLite, still inside an HNSW index
-        self._rebuild()
+        self._index = self._open_index()
+        if self._migrated:
+            self._mark_changed()  # close() writes the first index file
+        if self.index_kind != "auto":
+            self._adapt_kind()  # the kind asked for; auto changes kind only as the gallery grows or shrinks
 
     # -- sessions and identities -------------------------------------------------------------------
 
@@ -140,6 +188,19 @@ class EmbeddingStore:
             db.close()
         return None if row is None else int(row[0])
 
+    @staticmethod
+    def files(path: Path | str) -> list[Path]:
+        """The files a store at `path` keeps that exist now: database, its journal files, the index file."""
+        path = Path(path)
+        names = [
+            path.name,
+            f"{path.name}-wal",
+            f"{path.name}-shm",
+            f"{path.name}.faiss",
+            f"{path.name}.faiss.tmp",
+        ]
+        return [p for p in (path.with_name(n) for n in names) if p.is_file()]
+
     def identity_count(self) -> int:
         """The number of identities that are not retired."""
         return self._db.execute("SELECT COUNT(*) FROM identities WHERE retired = 0").fetchone()[0]
@@ -147,59 +208,69 @@ class EmbeddingStore:
     def retire_identity(self, global_id: int) -> None:
         """Mark an identity left with no tracklets as retired and drop its prototypes."""
         self._db.execute("UPDATE identities SET retired = 1 WHERE global_id = ?", (global_id,))
-        self._drop_prototypes(self._prototype_ids(global_id))
-
-    def _prototype_ids(self, global_id: int) -> list[int]:
-        return [r[0] for r in self._db.execute("SELECT id FROM prototypes WHERE global_id = ?", (global_id,))]
+        self._drop([(label, seq) for label, _, seq in self._members(global_id)])
 
     # -- prototypes and search ---------------------------------------------------------------------
 
     def add_prototype(
         self, global_id: int, vector: np.ndarray, key: Key, timestamp: float | None = None
     ) -> int:
-        """Store `vector` as the prototype of tracklet `key` in `global_id` (replacing its previous one)."""
+        """Store `vector` as the prototype of tracklet `key` in `global_id` (replacing its previous one).
+
+        Returns the prototype's label (its id in the index).
+        """
         vector = np.asarray(vector, np.float32).reshape(-1)
         if vector.shape != (self.dim,):
             raise ValueError(f"vector must have shape ({self.dim},), but got shape {vector.shape}")
         vector = vector / max(float(np.linalg.norm(vector)), 1e-12)
         now = time.time() if timestamp is None else timestamp
-        self.remove_prototypes(key)
-        cur = self._db.execute(
-            "INSERT INTO prototypes (global_id, session, camera, track_id, vector, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (global_id, key[0], key[1], int(key[2]), vector.astype("<f4").tobytes(), now),
+        self._drop(
+            self._db.execute(
+                "DELETE FROM prototypes WHERE session = ? AND camera = ? AND track_id = ? RETURNING label, seq",
+                (key[0], key[1], int(key[2])),
+            ).fetchall()
+        )  # the tracklet's previous prototype
+        members = self._members(global_id)
+        used = {label & _SLOTS for label, _, _ in members}
+        slot = next(
+            s
+            for s in range(_SLOTS + 1)
+            if s not in used and not self._index.is_dead(global_id << SLOT_BITS | s)
         )
+        label, seq = global_id << SLOT_BITS | slot, self._next_seq
+        self._next_seq += 1
         self._db.execute(
-            "UPDATE identities SET last_seen = MAX(last_seen, ?) WHERE global_id = ?", (now, global_id)
+            "INSERT INTO prototypes VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (label, global_id, key[0], key[1], int(key[2]), now, seq),
         )
-        proto_id = int(cur.lastrowid)
-        self._index_add(vector[None], np.array([proto_id], np.int64))
-        self._owner[proto_id] = global_id
-        self._ids_by_key[key] = proto_id
-        self._key_of[proto_id] = key
-        stale = self._db.execute(
-            "SELECT id FROM prototypes WHERE global_id = ? "
-            "ORDER BY updated_at DESC, id DESC LIMIT -1 OFFSET ?",
-            (global_id, self.max_prototypes),
-        ).fetchall()
-        self._drop_prototypes([r[0] for r in stale])
-        self._maybe_go_approximate()
-        return proto_id
+        if self.path is not None:
+            self._db.execute(
+                "INSERT INTO pending_vectors VALUES (?, ?)", (seq, vector.astype("<f4").tobytes())
+            )
+            self._pending += 1
+        self._seen[global_id] = max(now, self._seen.get(global_id, now))
+        self._mark_changed()
+        self._staged[label] = vector
+        members.append((label, now, seq))
+        if len(members) > self.max_prototypes:
+            members.sort(key=lambda m: (m[1], m[2]), reverse=True)  # newest first; ties: later insert
+            self._drop([(m[0], m[2]) for m in members[self.max_prototypes :]])
+        if len(self._staged) >= _STAGE or self._index.ntotal + len(self._staged) >= self._adapt_at:
+            self._flush()
+            self._adapt_kind()
+        return label
 
     def remove_prototypes(self, key: Key) -> None:
         """Drop the prototype of tracklet `key`, if it has one."""
-        ids = [
-            r[0]
-            for r in self._db.execute(
-                "SELECT id FROM prototypes WHERE session = ? AND camera = ? AND track_id = ?",
-                (key[0], key[1], int(key[2])),
-            )
-        ]
-        self._drop_prototypes(ids)
+        rows = self._db.execute(
+            "SELECT label, seq FROM prototypes WHERE session = ? AND camera = ? AND track_id = ?",
+            (key[0], key[1], int(key[2])),
+        ).fetchall()
+        self._drop(rows)
 
     def prototype_count(self) -> int:
         """The number of prototype vectors in the gallery."""
-        return len(self._owner)
+        return self._index.ntotal + len(self._staged)
 
     def search(
         self, vectors: np.ndarray, k: int, exclude: Sequence[Key | None] | None = None
@@ -209,46 +280,52 @@ class EmbeddingStore:
         `exclude[i]` names a tracklet whose own prototype query i must not see (re-deciding it).
         """
         vectors = np.ascontiguousarray(np.asarray(vectors, np.float32).reshape(-1, self.dim))
+        self._flush()
         results: list[dict[int, float]] = [{} for _ in range(len(vectors))]
-        if not self._owner or len(vectors) == 0:
+        if self._index.ntotal == 0 or len(vectors) == 0:
             return results
-        excluded = [
-            None if exclude is None else self._ids_by_key.get(exclude[i]) for i in range(len(vectors))
-        ]
-        raw_k = min(self._index.ntotal, k * self.max_prototypes + 1 + len(self._dead))
-        if self._hnsw is not None:
-            self._hnsw.hnsw.efSearch = max(64, raw_k)
-        sims, ids = self._index.search(vectors, raw_k)
-        for row, (row_sims, row_ids) in enumerate(zip(sims, ids, strict=True)):
+        excluded = [self._label_of(None if exclude is None else exclude[i]) for i in range(len(vectors))]
+        sims, labels = self._index.search(vectors, self._raw_k(k))
+        gids = identities_of(labels)
+        for row in range(len(vectors)):
             best: dict[int, float] = {}
-            for sim, proto_id in zip(row_sims, row_ids, strict=True):
-                gid = self._owner.get(int(proto_id))
-                if gid is None or int(proto_id) == excluded[row] or gid in best:
+            for sim, label, gid in zip(sims[row].tolist(), labels[row].tolist(), gids[row].tolist()):
+                if label < 0 or label == excluded[row] or gid in best:
                     continue
-                best[gid] = float(sim)
+                best[gid] = sim
                 if len(best) == k:
                     break
             results[row] = best
         return results
 
     def prototypes(self, global_ids: Iterable[int] | None = None) -> list[tuple[int, Key, np.ndarray]]:
-        """Stored prototypes as (global_id, tracklet key, unit vector (dim,) float32), optionally of some ids."""
-        sql, args = "SELECT global_id, session, camera, track_id, vector FROM prototypes", []
-        if global_ids is not None:
-            gids = [int(g) for g in global_ids]
-            if not gids:
-                return []
-            sql += f" WHERE global_id IN ({', '.join('?' * len(gids))})"
-            args = gids
-        return [
-            (r[0], (r[1], r[2], r[3]), np.frombuffer(r[4], "<f4").astype(np.float32))
-            for r in self._db.execute(sql + " ORDER BY id", args)
-        ]
+        """Stored prototypes as (global_id, tracklet key, unit vector (dim,) float32), optionally of some ids.
+
+        Past the approximate threshold the vectors are decoded from their 8-bit codes.
+        """
+        self._flush()
+        columns = "SELECT label, global_id, session, camera, track_id, seq FROM prototypes"
+        if global_ids is None:
+            rows = self._db.execute(columns).fetchall()
+        else:
+            rows = []
+            for gid in {int(g) for g in global_ids}:
+                rows += self._db.execute(
+                    columns + " WHERE label BETWEEN ? AND ?", _label_range(gid)
+                ).fetchall()
+        rows.sort(key=lambda r: r[5])
+        found = []
+        for start in range(0, len(rows), 4096):
+            part = rows[start : start + 4096]
+            for r, vector in zip(part, self._vectors([r[0] for r in part]), strict=True):
+                if vector is not None:
+                    found.append((r[1], (r[2], r[3], r[4]), vector))
+        return found
 
     @property
     def approximate(self) -> bool:
-        """True when the faiss index is an HNSW graph rather than an exact flat index."""
-        return self._hnsw is not None
+        """True when search goes through an approximate index (ivf or hnsw) rather than an exact one."""
+        return self._index.kind != "flat"
 
     # -- tracklets and boxes -----------------------------------------------------------------------
 
@@ -319,17 +396,18 @@ class EmbeddingStore:
     # -- housekeeping ------------------------------------------------------------------------------
 
     def forget_identity(self, global_id: int) -> dict[str, int]:
-        """Erase one identity: its prototypes (SQLite and faiss), tracklets, boxes and its own row.
+        """Erase one identity: its prototypes (SQLite and the index file), tracklets, boxes and its own row.
 
-        Deleted content is overwritten (SQLite `secure_delete`), the write-ahead log is checkpointed and
-        truncated and the database vacuumed, so none of the erased bytes stay in the store's files.
-        Returns how many prototypes, tracklets and boxes went.
+        Deleted content is overwritten (SQLite `secure_delete`), the index file is written again without
+        the identity's vectors, the write-ahead log is checkpointed and truncated and the database
+        vacuumed, so none of the erased bytes stay in the store's files. Returns how many prototypes,
+        tracklets and boxes went.
         """
         gid = int(global_id)
         keys = [t.key for t in self.tracklets(global_ids=[gid])]
         self._db.execute("PRAGMA secure_delete = ON")
-        protos = self._prototype_ids(gid)
-        self._drop_prototypes(protos)
+        protos = [(label, seq) for label, _, seq in self._members(gid)]
+        self._drop(protos)
         boxes = 0
         for session, camera, track_id in keys:
             boxes += self._db.execute(
@@ -339,26 +417,39 @@ class EmbeddingStore:
         self._db.execute("DELETE FROM tracklets WHERE global_id = ?", (gid,))
         self._db.execute("DELETE FROM identities WHERE global_id = ?", (gid,))
         self._db.commit()
+        if self.path is not None:
+            self._checkpoint()
+        self._index.compact()
         self._db.execute("VACUUM")
         self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        if self._hnsw is not None:  # an HNSW graph keeps removed vectors: build it again without them
-            self._rebuild()
         return {"prototypes": len(protos), "tracklets": len(keys), "boxes": boxes}
 
     def delete_older_than(self, timestamp: float) -> int:
         """Retention: drop prototypes last updated before `timestamp` (Unix time); returns how many."""
-        ids = [r[0] for r in self._db.execute("SELECT id FROM prototypes WHERE updated_at < ?", (timestamp,))]
-        self._drop_prototypes(ids)
-        return len(ids)
+        rows = self._db.execute(
+            "SELECT label, seq FROM prototypes WHERE updated_at < ?", (timestamp,)
+        ).fetchall()
+        self._drop(rows)
+        return len(rows)
 
     def commit(self) -> None:
-        """Make everything written so far durable."""
+        """Make everything written so far durable (and write the index file once much is pending)."""
+        self._write_seen()
         self._db.commit()
+        if self.path is not None and self._pending >= max(_MIN_PENDING, self._index.ntotal // 4):
+            self._checkpoint()
 
     def close(self) -> None:
-        """Commit and close the database."""
-        self._db.commit()
-        self._db.close()
+        """Commit, write the index file if this store changed the gallery, and close the database."""
+        try:
+            self._write_seen()
+            self._db.commit()
+            if self.path is not None and self._changed:
+                self._checkpoint()
+            if self._checkpoints:
+                self._shrink()
+        finally:
+            self._db.close()
 
     def __enter__(self) -> EmbeddingStore:
         return self
@@ -366,7 +457,57 @@ class EmbeddingStore:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    # -- internals ---------------------------------------------------------------------------------
+    # -- internals: records ------------------------------------------------------------------------
+
+    def _members(self, global_id: int) -> list[tuple[int, float, int]]:
+        """(label, updated_at, seq) of one identity's prototypes."""
+        return self._db.execute(
+            "SELECT label, updated_at, seq FROM prototypes WHERE label BETWEEN ? AND ?",
+            _label_range(global_id),
+        ).fetchall()
+
+    def _label_of(self, key: Key | None) -> int | None:
+        if key is None:
+            return None
+        row = self._db.execute(
+            "SELECT label FROM prototypes WHERE session = ? AND camera = ? AND track_id = ?",
+            (key[0], key[1], int(key[2])),
+        ).fetchone()
+        return None if row is None else row[0]
+
+    def _drop(self, rows: Sequence[tuple[int, int]]) -> None:
+        """Delete prototypes given as (label, seq): their rows, pending vectors and index entries."""
+        if not rows:
+            return
+        self._db.executemany("DELETE FROM prototypes WHERE label = ?", [(r[0],) for r in rows])
+        if self.path is not None:
+            cur = self._db.executemany("DELETE FROM pending_vectors WHERE seq = ?", [(r[1],) for r in rows])
+            self._pending = max(0, self._pending - max(cur.rowcount, 0))
+        in_index = [label for label, _ in rows if self._staged.pop(label, None) is None]
+        self._index.remove(in_index)
+        self._mark_changed()
+        if self._index.kind != self._wanted_kind() or self._index.needs_calibration:
+            self._adapt_kind()  # shrunk: exact search again, or nprobe for the smaller gallery
+
+    def _shrink(self) -> None:
+        """Vacuum once free pages (the pending vectors a checkpoint emptied) are a fifth of the file: it
+        copies only the live rows, a few dozen bytes a prototype."""
+        pages = self._db.execute("PRAGMA page_count").fetchone()[0]
+        if self._db.execute("PRAGMA freelist_count").fetchone()[0] > pages // 5:
+            self._db.execute("VACUUM")
+
+    def _write_seen(self) -> None:
+        if self._seen:
+            self._db.executemany(
+                "UPDATE identities SET last_seen = MAX(last_seen, ?) WHERE global_id = ?",
+                [(t, g) for g, t in self._seen.items()],
+            )
+            self._seen.clear()
+
+    def _mark_changed(self) -> None:
+        if not self._changed and self.path is not None:
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('index_clean', '0')")
+        self._changed = True
 
     def _check_meta(self) -> None:
         meta = dict(self._db.execute("SELECT key, value FROM meta"))
@@ -374,7 +515,6 @@ class EmbeddingStore:
             self._db.executemany(
                 "INSERT INTO meta VALUES (?, ?)", [("dim", str(self.dim)), ("schema", str(SCHEMA_VERSION))]
             )
-            self._db.commit()
             return
         if int(meta["dim"]) != self.dim:
             self._db.close()
@@ -383,56 +523,212 @@ class EmbeddingStore:
                 f"gives {self.dim}: it was built with another model; point the store at a new file or "
                 f"use the model it was built with"
             )
-
-    def _rebuild(self) -> None:
-        """Build the faiss index from the prototypes in SQLite."""
-        count = self._db.execute("SELECT COUNT(*) FROM prototypes").fetchone()[0]
-        approximate = self.index_kind == "hnsw" or (
-            self.index_kind == "auto" and count > self.approximate_threshold
-        )
-        if approximate:
-            self._hnsw = faiss.IndexHNSWFlat(self.dim, _HNSW_M, faiss.METRIC_INNER_PRODUCT)
-            self._index = faiss.IndexIDMap2(self._hnsw)
-        else:
-            self._hnsw = None
-            self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
-        self._owner.clear()
-        self._ids_by_key.clear()
-        self._key_of.clear()
-        self._dead.clear()
-        cursor = self._db.execute("SELECT id, global_id, session, camera, track_id, vector FROM prototypes")
-        while batch := cursor.fetchmany(4096):
-            ids = np.array([r[0] for r in batch], np.int64)
-            vectors = np.stack([np.frombuffer(r[5], "<f4") for r in batch]).astype(np.float32)
-            self._index_add(vectors, ids)
-            for r in batch:
-                self._owner[r[0]] = r[1]
-                self._ids_by_key[(r[2], r[3], r[4])] = r[0]
-                self._key_of[r[0]] = (r[2], r[3], r[4])
-        logger.debug("gallery index: %d prototypes, %s", count, "hnsw" if approximate else "flat")
-
-    def _index_add(self, vectors: np.ndarray, ids: np.ndarray) -> None:
-        self._index.add_with_ids(np.ascontiguousarray(vectors, np.float32), ids)
-
-    def _drop_prototypes(self, ids: list[int]) -> None:
-        if not ids:
-            return
-        self._db.executemany("DELETE FROM prototypes WHERE id = ?", [(i,) for i in ids])
-        for proto_id in ids:
-            self._owner.pop(proto_id, None)
-            key = self._key_of.pop(proto_id, None)
-            if key is not None and self._ids_by_key.get(key) == proto_id:
-                del self._ids_by_key[key]
-        if self._hnsw is None:
-            self._index.remove_ids(np.array(ids, np.int64))
-            return
-        self._dead.update(ids)
-        if len(self._dead) > _TOMBSTONE_FRACTION * max(self._index.ntotal, 1):
-            self._rebuild()
-
-    def _maybe_go_approximate(self) -> None:
-        if self.index_kind == "auto" and self._hnsw is None and len(self._owner) > self.approximate_threshold:
-            logger.info(
-                "gallery passed %d prototypes: switching to an HNSW index", self.approximate_threshold
+        schema = int(meta.get("schema", 1))
+        if schema > SCHEMA_VERSION:
+            self._db.close()
+            raise PipelineError(
+                f"embedding store {self.path} was written by a newer version of this program (schema "
+                f"{schema}, this one reads up to {SCHEMA_VERSION})"
             )
-            self._rebuild()
+        if schema == 1:
+            self._migrate_v1()
+
+    def _migrate_v1(self) -> None:
+        """Schema 1 kept float32 vectors in the prototypes table: move them to pending_vectors."""
+        logger.info("embedding store %s: moving prototype vectors out of the prototypes table", self.path)
+        db = self._db
+        db.execute("BEGIN")  # one transaction: a crash leaves the schema-1 store as it was
+        db.execute("ALTER TABLE prototypes RENAME TO prototypes_v1")
+        for statement in _PROTOTYPES.split(";"):
+            if statement.strip():
+                db.execute(statement)
+        slots: dict[int, int] = {}
+        old = db.cursor().execute(
+            "SELECT global_id, session, camera, track_id, vector, updated_at FROM prototypes_v1 ORDER BY id"
+        )
+        seq = 0
+        while batch := old.fetchmany(4096):
+            rows, vectors = [], []
+            for gid, session, camera, track_id, vector, updated_at in batch:
+                seq += 1
+                slot = slots[gid] = slots.get(gid, -1) + 1
+                rows.append((gid << SLOT_BITS | slot, gid, session, camera, track_id, updated_at, seq))
+                vectors.append((seq, vector))
+            db.executemany("INSERT INTO prototypes VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            db.executemany("INSERT INTO pending_vectors VALUES (?, ?)", vectors)
+        db.execute("DROP TABLE prototypes_v1")
+        db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION),))
+        db.commit()
+        db.execute("PRAGMA journal_mode=DELETE")  # a WAL database keeps its page size
+        db.execute(f"PRAGMA page_size = {_PAGE_SIZE}")
+        db.execute("VACUUM")  # the old vectors' pages go; the page size takes effect
+        db.execute("PRAGMA journal_mode=WAL")
+        self._migrated = True
+
+    # -- internals: the index ----------------------------------------------------------------------
+
+    def _raw_k(self, k: int = 10) -> int:
+        """Nearest vectors a search for `k` identities fetches: each identity may hold max_prototypes."""
+        return k * self.max_prototypes + 1
+
+    def _wanted_kind(self) -> str:
+        """The kind of index to hold now: what was asked for, where the gallery is large enough for it."""
+        count = self._index.ntotal + len(self._staged)
+        current = self._index.kind
+        if self.index_kind in ("flat", "hnsw"):
+            return self.index_kind
+        if self.index_kind == "ivf":
+            return "ivf" if count >= _MIN_IVF or current == "ivf" else "flat"
+        if current == "ivf":
+            return "flat" if count <= self.approximate_threshold // 2 else "ivf"
+        return "ivf" if count > max(self.approximate_threshold, _MIN_IVF - 1) else "flat"
+
+    def _adapt_kind(self) -> None:
+        """Switch between exact and ivf search as the gallery grows or shrinks; retrain grown ivf lists."""
+        wanted = self._wanted_kind()
+        if wanted != self._index.kind or self._index.needs_retraining or self._index.needs_calibration:
+            self._flush()
+            if wanted != self._index.kind:
+                logger.info(
+                    "gallery of %d prototypes: %s -> %s index", self._index.ntotal, self._index.kind, wanted
+                )
+                self._index = self._index.converted(wanted, self._raw_k())
+            elif self._index.needs_retraining:
+                self._index = self._index.retrained(self._raw_k())
+            else:
+                self._index.calibrate(self._raw_k())
+        if self._index.kind == "ivf":
+            self._adapt_at = min(self._index.retrain_at, self._index.recalibrate_at)
+        elif self.index_kind == "auto":
+            self._adapt_at = max(self.approximate_threshold, _MIN_IVF - 1) + 1
+        else:
+            self._adapt_at = _MIN_IVF if self.index_kind == "ivf" else 1 << 62
+
+    def _flush(self) -> None:
+        """Add the staged vectors to the index in one batch."""
+        if self._staged:
+            labels = np.fromiter(self._staged.keys(), np.int64, len(self._staged))
+            vectors = np.stack(list(self._staged.values()))
+            self._staged.clear()
+            self._index.add(vectors, labels)
+
+    def _vectors(self, labels: list[int]) -> list[np.ndarray | None]:
+        """The stored vector of each label, None where the index lacks it (a lost prototype)."""
+        try:
+            return list(self._index.reconstruct(labels))
+        except RuntimeError:
+            found: list[np.ndarray | None] = []
+            for label in labels:
+                try:
+                    found.append(self._index.reconstruct([label])[0])
+                except RuntimeError:
+                    found.append(None)
+            return found
+
+    def _open_index(self) -> GalleryIndex:
+        """The index as of the database now: the file loaded as it is, or reconciled (see the docstring)."""
+        empty_kind = "hnsw" if self.index_kind == "hnsw" else "flat"
+        if self.path is None:
+            return GalleryIndex.empty(self.dim, empty_kind)
+        for attempt in range(_OPEN_TRIES):
+            self._db.execute("BEGIN")  # one snapshot of meta, prototypes and pending vectors
+            try:
+                meta = dict(self._db.execute("SELECT key, value FROM meta"))
+                records = [json.loads(meta[k]) for k in ("index_file", "index_next") if k in meta]
+                loaded = None
+                if records and self.index_path.is_file():
+                    loaded = GalleryIndex.load(self.index_path, {r["crc"]: r for r in records}, self.dim)
+                    if loaded is None and attempt + 1 < _OPEN_TRIES:
+                        continue  # maybe replaced by a checkpoint after our snapshot: look again
+                index, record = (
+                    loaded if loaded is not None else (GalleryIndex.empty(self.dim, empty_kind), None)
+                )
+                if records and record is None:
+                    logger.warning(
+                        "gallery index %s is missing or does not match the database: prototypes it held "
+                        "are left out of search",
+                        self.index_path,
+                    )
+                watermark = 0 if record is None else int(record["seq"])
+                pending_max = self._db.execute("SELECT MAX(seq) FROM pending_vectors").fetchone()[0] or 0
+                self._next_seq = max(int(meta.get("seq", 0)), watermark, pending_max) + 1
+                clean = (
+                    record is not None
+                    and record == records[0]
+                    and "index_next" not in meta
+                    and meta.get("index_clean") == "1"
+                    and index.ntotal == int(record["count"])
+                )
+                if not clean:
+                    self._reconcile(index, watermark)
+                self._pending = self._db.execute("SELECT COUNT(*) FROM pending_vectors").fetchone()[0]
+                return index
+            finally:
+                self._db.rollback()
+        raise AssertionError("unreachable")
+
+    def _reconcile(self, index: GalleryIndex, watermark: int) -> None:
+        """Bring `index`, loaded from a file holding prototypes up to seq `watermark`, up to the database."""
+        rows = np.array(self._db.execute("SELECT label, seq FROM prototypes").fetchall(), np.int64).reshape(
+            -1, 2
+        )
+        labels, seqs = rows[:, 0], rows[:, 1]
+        in_file = labels[seqs <= watermark]
+        held = index.labels()
+        index.remove(np.setdiff1d(held, in_file))  # removed since, or replaced under the same label
+        missing = np.isin(labels, np.setdiff1d(in_file, held)) & (seqs <= watermark)
+        lost = list(zip(labels[missing].tolist(), seqs[missing].tolist(), strict=True))
+        newer = dict(self._db.execute("SELECT seq, vector FROM pending_vectors WHERE seq > ?", (watermark,)))
+        add_labels, add_vectors = [], []
+        for label, seq in rows[seqs > watermark].tolist():
+            blob = newer.get(seq)
+            if blob is None:
+                lost.append((label, seq))
+            else:
+                add_labels.append(label)
+                add_vectors.append(np.frombuffer(blob, "<f4"))
+        for start in range(0, len(add_labels), 65_536):
+            index.add(
+                np.stack(add_vectors[start : start + 65_536]).astype(np.float32),
+                np.array(add_labels[start : start + 65_536], np.int64),
+            )
+        self._lost = lost
+        if lost:
+            logger.warning(
+                "gallery index: %d prototypes have no stored vector; they are left out of search", len(lost)
+            )
+
+    def _checkpoint(self) -> None:
+        """Write the index file atomically, record it, and empty pending_vectors of what it now holds."""
+        assert self.index_path is not None
+        self._flush()
+        self._write_seen()
+        self._db.commit()
+        watermark = self._next_seq - 1
+        written = self._index.save(self.index_path)
+        record = json.dumps(
+            {"crc": written.crc, "size": written.size, "count": written.count, "seq": watermark},
+            sort_keys=True,
+        )
+        # recorded before the rename: an open after a crash in between accepts either file
+        self._db.execute("INSERT OR REPLACE INTO meta VALUES ('index_next', ?)", (record,))
+        self._db.executemany("DELETE FROM prototypes WHERE label = ? AND seq = ?", self._lost)
+        self._db.commit()
+        GalleryIndex.install(self.index_path)
+        self._db.executemany(
+            "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+            [("index_file", record), ("seq", str(watermark)), ("index_clean", "1")],
+        )
+        self._db.execute("DELETE FROM meta WHERE key = 'index_next'")
+        self._db.execute("DELETE FROM pending_vectors WHERE seq <= ?", (watermark,))
+        self._db.commit()
+        self._pending = 0
+        self._changed = False
+        self._checkpoints += 1
+        self._lost = []
+        logger.debug("gallery index written: %d vectors, %d bytes", written.count, written.size)
+
+
+def _label_range(global_id: int) -> tuple[int, int]:
+    """The first and last label one identity's prototypes can have."""
+    return global_id << SLOT_BITS, global_id << SLOT_BITS | _SLOTS
