@@ -1,24 +1,14 @@
 """EmbeddingStore: identities, tracklets, boxes and prototypes in SQLite, their vectors in a faiss index file.
 
-Each prototype vector is kept in one place. The index file beside the database (`gallery.sqlite.faiss`,
-faiss's own format: float32 vectors while search is exact, 8-bit codes in inverted lists past
-`approximate_threshold`) holds every vector up to its last checkpoint; SQLite's `pending_vectors` holds the
-float32 vectors added since, so `commit()` makes new work durable without rewriting the file. A checkpoint
-(at `close()`, and at `commit()` once the pending vectors reach a quarter of the index) writes the file
-under a temporary name, syncs it, records its CRC-32 in SQLite, renames it into place and empties the
-table.
-
-Opening loads the file as it is when its checksum is the recorded one and nothing changed after the
-checkpoint that wrote it. Otherwise (a kill before `close()`, a file missing, corrupt or from elsewhere) the
-index is reconciled with SQLite: vectors removed since the file are dropped, pending ones added; a
-prototype whose vector is in neither place is left out of search and deleted at the next checkpoint, so a
-bad file can lose prototypes but never return wrong ones. Opening writes nothing, so a viewer may open the
-store while a run writes to it.
+Prototype vectors live in the index file beside the database (`gallery.sqlite.faiss`: float32 while search
+is exact, 8-bit codes in inverted lists past `approximate_threshold`) and, until the next checkpoint, in
+SQLite's `pending_vectors`, so `commit()` makes new work durable without rewriting the file. A checkpoint
+runs at `close()` and at `commit()` once the pending vectors reach a quarter of the index;
+`pipeline/gallery_file.py` has how the file is written, recorded, checked and caught up at open.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 import time
@@ -28,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline import gallery_file
 from pipeline.errors import PipelineError
 from pipeline.gallery_index import SLOT_BITS, GalleryIndex, identities_of
 
@@ -42,7 +33,6 @@ _MIN_PENDING = 10_000  # checkpoint at commit() once pending vectors pass this a
 _MIN_IVF = 256  # below this many vectors an ivf index is not trained: search stays exact
 _PAGE_SIZE = 8192
 _WAL_PAGES = 4096  # pages the write-ahead log grows to before SQLite copies them into the database
-_OPEN_TRIES = 3  # a checkpoint may replace the file between reading meta and the file: read again
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -59,14 +49,6 @@ CREATE TABLE IF NOT EXISTS boxes (
     session INTEGER NOT NULL, camera TEXT NOT NULL, track_id INTEGER NOT NULL, frame INTEGER NOT NULL,
     x1 REAL NOT NULL, y1 REAL NOT NULL, x2 REAL NOT NULL, y2 REAL NOT NULL, confidence REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS boxes_camera_frame ON boxes (session, camera, frame);
-"""
-# label: the faiss label, global_id << SLOT_BITS | slot; seq: order of insertion, across the store
-_PROTOTYPES = """
-CREATE TABLE IF NOT EXISTS prototypes (
-    label INTEGER PRIMARY KEY, global_id INTEGER NOT NULL, session INTEGER NOT NULL, camera TEXT NOT NULL,
-    track_id INTEGER NOT NULL, updated_at REAL NOT NULL, seq INTEGER NOT NULL,
-    UNIQUE (session, camera, track_id));
-CREATE TABLE IF NOT EXISTS pending_vectors (seq INTEGER PRIMARY KEY, vector BLOB NOT NULL);
 """
 
 
@@ -141,7 +123,7 @@ class EmbeddingStore:
             self._db.execute(f"PRAGMA journal_size_limit = {_WAL_PAGES * _PAGE_SIZE * 2}")
             self._db.executescript(_SCHEMA)
             self._check_meta()
-            self._db.executescript(_PROTOTYPES)
+            self._db.executescript(gallery_file.PROTOTYPES_SCHEMA)
             self._db.commit()
         except sqlite3.DatabaseError as e:
             self._db.close()
@@ -290,7 +272,9 @@ class EmbeddingStore:
         for row in range(len(vectors)):
             best: dict[int, float] = {}
             for sim, label, gid in zip(sims[row].tolist(), labels[row].tolist(), gids[row].tolist()):
-                if label < 0 or label == excluded[row] or gid in best:
+                if label < 0:
+                    break  # the rest of the row is empty
+                if label == excluded[row] or gid in best:
                     continue
                 best[gid] = sim
                 if len(best) == k:
@@ -447,7 +431,7 @@ class EmbeddingStore:
             if self.path is not None and self._changed:
                 self._checkpoint()
             if self._checkpoints:
-                self._shrink()
+                gallery_file.shrink(self._db)
         finally:
             self._db.close()
 
@@ -489,13 +473,6 @@ class EmbeddingStore:
         if self._index.kind != self._wanted_kind() or self._index.needs_calibration:
             self._adapt_kind()  # shrunk: exact search again, or nprobe for the smaller gallery
 
-    def _shrink(self) -> None:
-        """Vacuum once free pages (the pending vectors a checkpoint emptied) are a fifth of the file: it
-        copies only the live rows, a few dozen bytes a prototype."""
-        pages = self._db.execute("PRAGMA page_count").fetchone()[0]
-        if self._db.execute("PRAGMA freelist_count").fetchone()[0] > pages // 5:
-            self._db.execute("VACUUM")
-
     def _write_seen(self) -> None:
         if self._seen:
             self._db.executemany(
@@ -506,7 +483,7 @@ class EmbeddingStore:
 
     def _mark_changed(self) -> None:
         if not self._changed and self.path is not None:
-            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('index_clean', '0')")
+            gallery_file.mark_changed(self._db)
         self._changed = True
 
     def _check_meta(self) -> None:
@@ -531,39 +508,9 @@ class EmbeddingStore:
                 f"{schema}, this one reads up to {SCHEMA_VERSION})"
             )
         if schema == 1:
-            self._migrate_v1()
-
-    def _migrate_v1(self) -> None:
-        """Schema 1 kept float32 vectors in the prototypes table: move them to pending_vectors."""
-        logger.info("embedding store %s: moving prototype vectors out of the prototypes table", self.path)
-        db = self._db
-        db.execute("BEGIN")  # one transaction: a crash leaves the schema-1 store as it was
-        db.execute("ALTER TABLE prototypes RENAME TO prototypes_v1")
-        for statement in _PROTOTYPES.split(";"):
-            if statement.strip():
-                db.execute(statement)
-        slots: dict[int, int] = {}
-        old = db.cursor().execute(
-            "SELECT global_id, session, camera, track_id, vector, updated_at FROM prototypes_v1 ORDER BY id"
-        )
-        seq = 0
-        while batch := old.fetchmany(4096):
-            rows, vectors = [], []
-            for gid, session, camera, track_id, vector, updated_at in batch:
-                seq += 1
-                slot = slots[gid] = slots.get(gid, -1) + 1
-                rows.append((gid << SLOT_BITS | slot, gid, session, camera, track_id, updated_at, seq))
-                vectors.append((seq, vector))
-            db.executemany("INSERT INTO prototypes VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-            db.executemany("INSERT INTO pending_vectors VALUES (?, ?)", vectors)
-        db.execute("DROP TABLE prototypes_v1")
-        db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION),))
-        db.commit()
-        db.execute("PRAGMA journal_mode=DELETE")  # a WAL database keeps its page size
-        db.execute(f"PRAGMA page_size = {_PAGE_SIZE}")
-        db.execute("VACUUM")  # the old vectors' pages go; the page size takes effect
-        db.execute("PRAGMA journal_mode=WAL")
-        self._migrated = True
+            logger.info("embedding store %s: moving prototype vectors out of the prototypes table", self.path)
+            gallery_file.migrate_v1(self._db, SCHEMA_VERSION, _PAGE_SIZE)
+            self._migrated = True
 
     # -- internals: the index ----------------------------------------------------------------------
 
@@ -626,107 +573,25 @@ class EmbeddingStore:
             return found
 
     def _open_index(self) -> GalleryIndex:
-        """The index as of the database now: the file loaded as it is, or reconciled (see the docstring)."""
+        """The index as of the database now (see `gallery_file.open_index`)."""
         empty_kind = "hnsw" if self.index_kind == "hnsw" else "flat"
         if self.path is None:
             return GalleryIndex.empty(self.dim, empty_kind)
-        for attempt in range(_OPEN_TRIES):
-            self._db.execute("BEGIN")  # one snapshot of meta, prototypes and pending vectors
-            try:
-                meta = dict(self._db.execute("SELECT key, value FROM meta"))
-                records = [json.loads(meta[k]) for k in ("index_file", "index_next") if k in meta]
-                loaded = None
-                if records and self.index_path.is_file():
-                    loaded = GalleryIndex.load(self.index_path, {r["crc"]: r for r in records}, self.dim)
-                    if loaded is None and attempt + 1 < _OPEN_TRIES:
-                        continue  # maybe replaced by a checkpoint after our snapshot: look again
-                index, record = (
-                    loaded if loaded is not None else (GalleryIndex.empty(self.dim, empty_kind), None)
-                )
-                if records and record is None:
-                    logger.warning(
-                        "gallery index %s is missing or does not match the database: prototypes it held "
-                        "are left out of search",
-                        self.index_path,
-                    )
-                watermark = 0 if record is None else int(record["seq"])
-                pending_max = self._db.execute("SELECT MAX(seq) FROM pending_vectors").fetchone()[0] or 0
-                self._next_seq = max(int(meta.get("seq", 0)), watermark, pending_max) + 1
-                clean = (
-                    record is not None
-                    and record == records[0]
-                    and "index_next" not in meta
-                    and meta.get("index_clean") == "1"
-                    and index.ntotal == int(record["count"])
-                )
-                if not clean:
-                    self._reconcile(index, watermark)
-                self._pending = self._db.execute("SELECT COUNT(*) FROM pending_vectors").fetchone()[0]
-                return index
-            finally:
-                self._db.rollback()
-        raise AssertionError("unreachable")
-
-    def _reconcile(self, index: GalleryIndex, watermark: int) -> None:
-        """Bring `index`, loaded from a file holding prototypes up to seq `watermark`, up to the database."""
-        rows = np.array(self._db.execute("SELECT label, seq FROM prototypes").fetchall(), np.int64).reshape(
-            -1, 2
-        )
-        labels, seqs = rows[:, 0], rows[:, 1]
-        in_file = labels[seqs <= watermark]
-        held = index.labels()
-        index.remove(np.setdiff1d(held, in_file))  # removed since, or replaced under the same label
-        missing = np.isin(labels, np.setdiff1d(in_file, held)) & (seqs <= watermark)
-        lost = list(zip(labels[missing].tolist(), seqs[missing].tolist(), strict=True))
-        newer = dict(self._db.execute("SELECT seq, vector FROM pending_vectors WHERE seq > ?", (watermark,)))
-        add_labels, add_vectors = [], []
-        for label, seq in rows[seqs > watermark].tolist():
-            blob = newer.get(seq)
-            if blob is None:
-                lost.append((label, seq))
-            else:
-                add_labels.append(label)
-                add_vectors.append(np.frombuffer(blob, "<f4"))
-        for start in range(0, len(add_labels), 65_536):
-            index.add(
-                np.stack(add_vectors[start : start + 65_536]).astype(np.float32),
-                np.array(add_labels[start : start + 65_536], np.int64),
-            )
-        self._lost = lost
-        if lost:
-            logger.warning(
-                "gallery index: %d prototypes have no stored vector; they are left out of search", len(lost)
-            )
+        opened = gallery_file.open_index(self._db, self.index_path, self.dim, empty_kind)
+        self._next_seq, self._pending, self._lost = opened.next_seq, opened.pending, opened.lost
+        return opened.index
 
     def _checkpoint(self) -> None:
-        """Write the index file atomically, record it, and empty pending_vectors of what it now holds."""
+        """Write the index file (see `gallery_file.checkpoint`)."""
         assert self.index_path is not None
         self._flush()
         self._write_seen()
         self._db.commit()
-        watermark = self._next_seq - 1
-        written = self._index.save(self.index_path)
-        record = json.dumps(
-            {"crc": written.crc, "size": written.size, "count": written.count, "seq": watermark},
-            sort_keys=True,
-        )
-        # recorded before the rename: an open after a crash in between accepts either file
-        self._db.execute("INSERT OR REPLACE INTO meta VALUES ('index_next', ?)", (record,))
-        self._db.executemany("DELETE FROM prototypes WHERE label = ? AND seq = ?", self._lost)
-        self._db.commit()
-        GalleryIndex.install(self.index_path)
-        self._db.executemany(
-            "INSERT OR REPLACE INTO meta VALUES (?, ?)",
-            [("index_file", record), ("seq", str(watermark)), ("index_clean", "1")],
-        )
-        self._db.execute("DELETE FROM meta WHERE key = 'index_next'")
-        self._db.execute("DELETE FROM pending_vectors WHERE seq <= ?", (watermark,))
-        self._db.commit()
+        gallery_file.checkpoint(self._db, self._index, self.index_path, self._next_seq - 1, self._lost)
         self._pending = 0
         self._changed = False
         self._checkpoints += 1
         self._lost = []
-        logger.debug("gallery index written: %d vectors, %d bytes", written.count, written.size)
 
 
 def _label_range(global_id: int) -> tuple[int, int]:

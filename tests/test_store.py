@@ -13,6 +13,7 @@ import faiss
 import numpy as np
 import pytest
 
+from pipeline import gallery_file
 from pipeline.errors import PipelineError
 from pipeline.gallery_index import SLOT_BITS, GalleryIndex
 from pipeline.store import EmbeddingStore
@@ -256,7 +257,7 @@ def test_the_index_file_is_written_at_close_and_loaded_as_it_is(tmp_path, monkey
     with EmbeddingStore(path, dim=DIM) as store:
         stored = [v.astype("<f4").tobytes() for _, _, v in store.prototypes()]
     assert len(stored) == 60 and all(v in written for v in stored)
-    monkeypatch.setattr(EmbeddingStore, "_reconcile", no_reconcile)
+    monkeypatch.setattr(gallery_file, "reconcile", no_reconcile)
     with EmbeddingStore(path, dim=DIM) as store:
         assert store.prototype_count() == 60
         hits = store.search(vectors[:, 0], k=1)
@@ -344,7 +345,7 @@ def test_prototypes_lost_with_the_index_file_are_deleted_at_the_next_checkpoint(
     with EmbeddingStore(path, dim=DIM) as store:
         assert store.prototype_count() == 0 and store.prototypes() == []
         (late,) = fill(store, vectors[2:], camera="b")
-    monkeypatch.setattr(EmbeddingStore, "_reconcile", no_reconcile)
+    monkeypatch.setattr(gallery_file, "reconcile", no_reconcile)
     with EmbeddingStore(path, dim=DIM) as store:
         assert [g for g, _, _ in store.prototypes()] == [late, late]
     with sqlite3.connect(path) as db:
@@ -477,7 +478,7 @@ def test_a_schema_1_store_is_migrated_with_its_vectors(tmp_path, monkeypatch) ->
         assert all(np.array_equal(v, w) for (_, _, v), w in zip(store.prototypes(), vectors, strict=True))
         assert [next(iter(row)) for row in store.search(vectors, k=1)] == [1, 2, 1, 2]
         assert store.new_identity(0.0) == 3
-    monkeypatch.setattr(EmbeddingStore, "_reconcile", no_reconcile)
+    monkeypatch.setattr(gallery_file, "reconcile", no_reconcile)
     with EmbeddingStore(path, dim=DIM) as store:
         assert store.prototype_count() == 4
     with sqlite3.connect(path) as db:
