@@ -343,6 +343,12 @@ class Matcher:
                 a, b = spans[i], spans[j]
                 if a.camera == b.camera:
                     forbidden[i, j] = a.first_frame <= b.last_frame and b.first_frame <= a.last_frame
+                    gap = max(a.first_time - b.last_time, b.first_time - a.last_time)
+                    if gap > self.rejoin_max_gap_s:
+                        # left the view and came back: what links the two is the sighting elsewhere in
+                        # between, not their likeness in one view (alike people in one view score alike)
+                        scores[i, j] = scores[j, i] = np.nan
+                        continue
                     motion = None if forbidden[i, j] else self._continuation_llr(a, b)
                     if motion is not None and not np.isnan(scores[i, j]):
                         scores[i, j] = scores[j, i] = scores[i, j] + motion

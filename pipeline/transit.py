@@ -63,10 +63,13 @@ class Path:
         return float(np.median(self.transits))
 
     def bandwidth_s(self, floor_s: float) -> float:
-        """Kernel width: Silverman's rule over the links, at least `floor_s`. Links spread widely (links
-        that chance made) give a flat density that says little either way."""
+        """Kernel width: Silverman's robust rule over the links, at least `floor_s`. Links spread widely
+        (links that chance made) give a flat density that says little either way; one stray link among
+        tight ones does not widen it."""
         t = np.asarray(self.transits)
-        return max(floor_s, 1.06 * float(np.std(t)) * len(t) ** -0.2)
+        q75, q25 = np.percentile(t, [75, 25])
+        spread = min(float(np.std(t)), float(q75 - q25) / 1.34) or float(np.std(t))
+        return max(floor_s, 0.9 * spread * len(t) ** -0.2)
 
     def density(self, seconds: float, floor_s: float) -> float:
         """Transit-time probability density at `seconds` (Gaussian kernels over the links, 1/s)."""
