@@ -7,7 +7,8 @@ tracks them per camera; camera workers only decode, sample crops and draw). Prin
 count: aggregate fps (frames of all cameras / run.json's wall seconds), the mean peak RSS of a camera worker,
 the detector process's peak RSS, the peak RSS of the whole process tree (runner, camera workers, detector,
 re-ID stage, matcher; summed over processes, sampled from /proc every 0.2 s), that total per camera, and
-the peak summed PSS, which counts pages shared between processes once.
+the peak summed PSS, which counts pages shared between processes once. Also the cost of sending one
+full-size frame to the detector process (pickled through a multiprocessing queue).
 
     python benchmarks/camera_scaling.py --cameras 1 2 4 8 --frames 100
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import time
 from pathlib import Path
 
 from common import MIB, PETS_VIDEO, PipelineRun, begin, benchmark_parser, run_pipeline, write_config
@@ -41,6 +43,41 @@ def measure(assets: Path, cameras: int, frames: int, folder: Path, video: bool, 
     return run_pipeline(config, folder / f"out{cameras}-{design}", stage_names=names, sample_interval_s=0.2)
 
 
+def _receive(inbox, outbox) -> None:
+    while (frame := inbox.get()) is not None:
+        outbox.put(frame.index)
+
+
+def frame_transfer_ms(assets: Path, count: int = 200) -> float:
+    """Milliseconds per full-size PETS frame (a pickled Frame) sent through a spawn queue to another process."""
+    import multiprocessing as mp
+
+    import cv2
+
+    from pipeline.messages import Frame
+
+    capture = cv2.VideoCapture(str(assets / PETS_VIDEO))
+    ok, image = capture.read()
+    capture.release()
+    if not ok:
+        raise RuntimeError(f"cannot read {assets / PETS_VIDEO}")
+    context = mp.get_context("spawn")
+    inbox, outbox = context.Queue(maxsize=8), context.Queue()
+    receiver = context.Process(target=_receive, args=(inbox, outbox), daemon=True)
+    receiver.start()
+    inbox.put(Frame("cam", 1, 0.0, image))
+    outbox.get()  # the receiver is up
+    began = time.perf_counter()
+    for index in range(2, count + 2):
+        inbox.put(Frame("cam", index, 0.0, image))
+    for _ in range(count):
+        outbox.get()
+    seconds = time.perf_counter() - began
+    inbox.put(None)
+    receiver.join()
+    return seconds / count * 1000
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = benchmark_parser(__doc__.splitlines()[0])
     parser.add_argument("--cameras", type=int, nargs="+", default=[1, 2, 4], help="camera counts to run")
@@ -61,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append((design, count, run))
 
     print(f"cpu cores: {os.cpu_count()}, frames per camera: {args.frames}, video: {not args.no_video}")
+    print(f"one {PETS_VIDEO.name} frame through a process queue: {frame_transfer_ms(args.assets):.2f} ms")
     print(
         "design      cameras  frames  seconds  aggregate fps  camera worker RSS  detector RSS  "
         "total RSS  total RSS/camera  total PSS  re-ID crops"
