@@ -143,6 +143,8 @@ class RunnerConfig:
     progress_interval_s: float = bounded(2.0, gt=0)
     # One detector process serves every camera (true), or each camera worker loads its own (false).
     shared_detector: bool = True
+    engine: Literal["local", "ray"] = "local"  # ray: the stages as Ray actors (the [ray] extra)
+    address: str | None = None  # ray: a cluster to join ("ray://host:10001", "auto"); null starts a local one
 
 
 @dataclass(frozen=True)

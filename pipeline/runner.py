@@ -1,7 +1,7 @@
 """Running a config: checks before anything starts, the output folder and its lock, then the runtime.
 
 The runtime owns the stages' loops and channels: `pipeline.runtime.local` (processes and queues on this
-machine).
+machine, the default) or `pipeline.runtime.ray` (Ray actors, `runner.engine: ray`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,16 @@ log = logging.getLogger(__name__)
 
 LOCK_NAME = ".lock"
 # What a resumed run rewrites (and a fresh run moves to previous/<n>/).
-EXPORTS = ("tracks.json", "mot", "videos", "run.json", "topology.json", "topology", "thumbnails", "report.html")
+EXPORTS = (
+    "tracks.json",
+    "mot",
+    "videos",
+    "run.json",
+    "topology.json",
+    "topology",
+    "thumbnails",
+    "report.html",
+)
 
 
 @dataclass
@@ -71,6 +80,7 @@ def run(
         locks.append(RunLock(store.with_name(store.name + ".lock"), f"identity store {store}"))
     for lock in locks:
         lock.check()
+    _check_engine(config)
     build.check_weights(config)
     fps = _preflight_sources(config)
     with contextlib.ExitStack() as held:
@@ -81,9 +91,22 @@ def run(
 
 
 def _run_stages(config, out_dir, device, fps, max_frames, log_level, invocation) -> RunResult:
-    from pipeline.runtime import local
+    if config.runner.engine == "ray":
+        from pipeline.runtime import ray as runtime
+    else:
+        from pipeline.runtime import local as runtime
+    return runtime.run(config, out_dir, device, fps, max_frames, log_level, invocation)
 
-    return local.run(config, out_dir, device, fps, max_frames, log_level, invocation)
+
+def _check_engine(config: RunConfig) -> None:
+    """The Ray engine needs the [ray] extra; say so before anything starts."""
+    if config.runner.engine == "ray":
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            raise PipelineError(
+                "runner.engine: ray needs Ray; install the extra: pip install 'reid-pipeline[ray]'"
+            )
 
 
 def _check_output(out_dir: Path, store: Path, resume: bool) -> None:

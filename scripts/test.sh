@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e '.[dev,viewer]'
+.venv/bin/python -m pip install --quiet -e '.[dev,viewer,ray]'
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 export YOLO_AUTOINSTALL=false YOLO_OFFLINE=true
