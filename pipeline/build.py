@@ -223,6 +223,7 @@ def build_matcher(config: RunConfig, store, session: int):
         commit_interval_s=config.store.commit_interval_s,
         rejoin_max_gap_s=m.rejoin_max_gap_s,
         refine_at_end=m.refine,
+        refine_interval_s=m.refine_interval_s if m.refine else None,
         learned=None if store.path is None else seed_topology(topology.learned, store.path),
         model=reid_model_name(config.reid),
     )

@@ -29,6 +29,7 @@ _REJOIN_TOLERANCE = 0.75  # box heights between where a lost track's motion lead
 _MAX_SPEED_HEIGHTS_S = 1.5  # a walking person covers about one body height per second
 _GEOMETRY_LLR = 4.0  # log-likelihood ratio of two tracklets at corresponding places in overlapping views
 _GEOMETRY_MIN_COMMON = 3
+_REFINE_MAX = 1000  # closed tracklets a refinement re-solves at most (the most recent)
 _CONTINUATION_LLR = 2.0  # log-likelihood ratio of a lost track restarting exactly where its motion led
 _RESIZE_TOLERANCE = math.log(1.5)  # box height change of a continuation counted as one tolerance
 _MAX_CONTINUATION_MISS = 1.0  # moments seen together before geometry speaks
@@ -164,6 +165,7 @@ class Matcher:
         commit_interval_s: float = 1.0,
         rejoin_max_gap_s: float = 3.0,
         refine_at_end: bool = True,
+        refine_interval_s: float | None = None,
         learned: Mapping | None = None,
         model: str = "",
     ) -> None:
@@ -193,6 +195,8 @@ class Matcher:
         self.commit_interval_s = commit_interval_s
         self.rejoin_max_gap_s = rejoin_max_gap_s
         self.refine_at_end = refine_at_end
+        self.refine_interval_s = refine_interval_s
+        self._refined_at: float | None = None  # data time of the last periodic refinement
         self._committed_at = time.monotonic()
         self.reset()
 
@@ -246,6 +250,8 @@ class Matcher:
         else:
             raise TypeError(f"Matcher cannot take a {type(message).__name__} message")
         out = self._decide_and_close()
+        if self._refine_due():
+            out.extend(self._refine_with_transit())
         self.commit_if_due()
         return out
 
@@ -275,22 +281,39 @@ class Matcher:
             tracklet.closing = True
         out = self._decide_and_close()
         if self.refine_at_end:
-            out.extend(self.refine())
-            if self._learn_transit():  # the hand-overs of the refined identities: once more with them
-                out.extend(self.refine())
+            out.extend(self._refine_with_transit())
         self._flush()
+        return out
+
+    def _refine_due(self) -> bool:
+        """Whether `refine_interval_s` of data time (the newest frame of any camera) have passed."""
+        if self.refine_interval_s is None or not self._camera_times:
+            return False
+        now = max(last for _, last in self._camera_times.values())
+        if self._refined_at is None:
+            self._refined_at = now
+        if now - self._refined_at < self.refine_interval_s:
+            return False
+        self._refined_at = now
+        return True
+
+    def _refine_with_transit(self) -> list[Output]:
+        out = self.refine()
+        if self._learn_transit():  # the hand-overs of the refined identities: once more with them
+            out.extend(self.refine())
         return out
 
     def refine(self) -> list[Output]:
         """Re-solve the identities of this session's closed tracklets with all their evidence.
 
-        Online decisions were made on what was known then. Here every remembered tracklet is clustered
-        at once (`cluster_tracklets`): appearance as the decisions score it, tracklets walking at
+        Online decisions were made on what was known then. Here the closed tracklets (the most recent
+        _REFINE_MAX) are clustered at once (`cluster_tracklets`): appearance as the decisions score it, tracklets walking at
         corresponding places in overlapping views as one person, and the same constraints. Each cluster
         keeps the identity most of its frames already had; what moves is reported as `revised`.
         """
         records = {(r.camera, r.track_id): r for r in self.store.tracklets(session=self.session)}
         keys = [k for k in self._closed if k in records and records[k].global_id is not None]
+        keys = keys[-_REFINE_MAX:]  # the most recent: older ones keep their decisions
         spans = [self._closed[k] for k in keys]
         if len(spans) < 2:
             return []

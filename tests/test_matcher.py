@@ -349,3 +349,16 @@ def test_pets_overlapping_cameras_are_linked_better_than_by_chance(pets) -> None
     assert scores["pair_precision"] > 5 * base_rate
     assert scores["pair_recall"] > 0.5
     assert scores["purity"] > 0.65
+
+
+def test_identities_are_re_solved_every_refine_interval_of_video(monkeypatch) -> None:
+    p = people(2)
+    tracks = [Track("a", 1, 1, 120, [p[0]] * 6), Track("b", 1, 1, 120, [p[1]] * 6)]  # 12 s at 10 fps
+    store = EmbeddingStore(None, dim=DIM)
+    matcher = Matcher(store, store.begin_session(), refine_interval_s=5.0, refine_at_end=False)
+    moments = []
+    monkeypatch.setattr(
+        matcher, "refine", lambda: moments.append(max(t for _, t in matcher._camera_times.values())) or []
+    )
+    run(matcher, script(tracks))
+    assert moments == pytest.approx([5.1, 10.1])  # every 5 s of data time from the first frame (0.1 s)
