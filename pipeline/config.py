@@ -118,9 +118,9 @@ class TopologyConfig:
 @dataclass(frozen=True)
 class StoreConfig:
     path: str | None = None  # None: OUT/store
-    index: Literal["auto", "flat", "hnsw"] = "auto"
+    index: Literal["auto", "flat", "ivf", "hnsw"] = "auto"
     approximate_threshold: int = bounded(50_000, ge=0)
-    max_prototypes: int = bounded(8, ge=1)
+    max_prototypes: int = bounded(8, ge=1, le=100_000)
     retention_days: float | None = bounded(None, ge=0)
     # The store commits at least this often: what kill -9 can lose. A queue timeout, hence the cap.
     commit_interval_s: float = bounded(1.0, gt=0, le=3_600)

@@ -166,7 +166,7 @@ def test_commit_interval_default_and_range(tmp_path):
         ("matcher.min_embeddings", "0", "matcher.min_embeddings: must be >= 1, got 0"),
         ("matcher.revise_every", "0", "matcher.revise_every: must be >= 1, got 0"),
         ("matcher.top_k", "0", "matcher.top_k: must be >= 1, got 0"),
-        ("store.max_prototypes", "0", "store.max_prototypes: must be >= 1, got 0"),
+        ("store.max_prototypes", "0", "store.max_prototypes: must be in [1, 100000], got 0"),
         ("store.retention_days", "-1", "store.retention_days: must be >= 0, got -1"),
         ("store.approximate_threshold", "-1", "store.approximate_threshold: must be >= 0, got -1"),
         ("runner.queue_size", "0", "runner.queue_size: must be in [1, 100000], got 0"),
