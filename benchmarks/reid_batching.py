@@ -24,7 +24,7 @@ from pipeline.batching import MicroBatcher
 from pipeline.embedders.onnx import OnnxEmbedder
 from pipeline.messages import Crop, Embedding, EndOfStream
 from pipeline.reid_stage import ReIDStage
-from pipeline.runtime.local_stages import serve_batches
+from pipeline.runtime.serving import serve_batches
 
 logger = logging.getLogger("reid_batching")
 

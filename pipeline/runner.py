@@ -72,7 +72,9 @@ def run(
     with `overwrite`.
     """
     out_dir = Path(out_dir)
-    device = build.resolve_device(device or config.device)
+    device = device or config.device
+    if config.runner.engine != "ray":  # Ray looks for GPUs in its cluster, not on this machine
+        device = build.resolve_device(device)
     store = build.store_path(config, out_dir)
     _check_output(out_dir, store, resume)
     locks = [RunLock(out_dir / LOCK_NAME, f"output folder {out_dir}")]

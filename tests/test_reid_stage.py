@@ -16,7 +16,7 @@ from pipeline.batching import MicroBatcher
 from pipeline.embedders.base import l2_normalize
 from pipeline.messages import Crop, Embedding, EndOfStream, Tracks
 from pipeline.reid_stage import ReIDStage
-from pipeline.runtime.local_stages import serve_batches
+from pipeline.runtime.serving import serve_batches
 
 
 class FakeEmbedder:

@@ -7,8 +7,6 @@ import logging
 import os
 import queue
 import signal
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 from pipeline import build
@@ -25,6 +23,7 @@ from pipeline.messages import (
     StageReady,
     StageStats,
 )
+from pipeline.runtime.serving import serve_batches
 
 log = logging.getLogger(__name__)
 
@@ -70,28 +69,6 @@ def _die_with_parent(parent_pid: int) -> None:
         ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
     if os.getppid() != parent_pid:  # the parent died before the request above took effect
         os._exit(1)
-
-
-def serve_batches(inbox, batcher: MicroBatcher, run_batch: Callable[[list], None], take: Callable) -> None:
-    """Read `inbox` until EndOfStream, running the batches `batcher` makes of the items `take` accepts.
-
-    `take(message)` returns True for an item to batch and handles any other message itself. A batch runs
-    when full or at its deadline, after what was already queued by then; EndOfStream runs what is held.
-    """
-    while True:
-        timeout = batcher.timeout(time.monotonic())
-        try:
-            message = inbox.get() if timeout is None else inbox.get(timeout=timeout)
-        except queue.Empty:
-            run_batch(batcher.take())
-            continue
-        if isinstance(message, EndOfStream):
-            run_batch(batcher.take())
-            return
-        if take(message):
-            full = batcher.add(message, time.monotonic())
-            if full is not None:
-                run_batch(full)
 
 
 def drain(inbox) -> None:

@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import queue
+import threading
 import warnings
 from pathlib import Path
 
 import ray
 
 from pipeline import build
+from pipeline.batching import MicroBatcher
 from pipeline.config import RunConfig
 from pipeline.errors import PipelineError
 from pipeline.messages import (
@@ -39,6 +42,7 @@ from pipeline.messages import (
     Tracks,
 )
 from pipeline.runtime.results import StageResults
+from pipeline.runtime.serving import serve_batches
 
 log = logging.getLogger(__name__)
 
@@ -82,39 +86,97 @@ class MatcherActor:
 
 @ray.remote
 class DetectorActor:
-    """Owns the detector and every camera's tracker (a DetectionStage)."""
+    """Owns the detector and every camera's tracker (a DetectionStage); batches the frames of all cameras.
+
+    Camera actors call `update` concurrently (a threaded actor); their frames meet in one MicroBatcher that
+    one thread serves, so each camera's tracker sees its frames in order.
+    """
 
     def __init__(self, config: RunConfig, device: str) -> None:
         self.error: str | None = None
+        self.inbox: queue.Queue = queue.Queue()
+        self.replies = {c.id: queue.Queue() for c in config.cameras}
         try:
             self.stage = build.build_detection_stage(config, device)
             self.stage.detector_for(config.cameras[0].id)  # load the model now: a bad one fails here
         except PipelineError as e:
             self.error = str(e)
+            return
+        batcher = MicroBatcher(config.detector.max_batch, config.detector.max_wait_ms)
+        threading.Thread(target=self._serve, args=(batcher,), daemon=True).start()
 
-    def update(self, messages: list) -> list:
-        """Frames (detected as one batch), CameraStarted or FramesEnded of one camera; what they give."""
+    def update(self, camera_id: str, messages: list) -> list:
+        """Frames, CameraStarted or FramesEnded of one camera; returns what they give once all is done."""
         if self.error is not None:
             return [StageFailed("detector", self.error)]
-        frames = [m for m in messages if isinstance(m, Frame)]
-        out = self.stage.update_batch(frames)
+        last = max((m.index for m in messages if isinstance(m, Frame)), default=None)
+        ending = any(isinstance(m, FramesEnded) for m in messages)
         for message in messages:
-            if not isinstance(message, Frame):
-                out.extend(self.stage.update(message))
+            self.inbox.put(message)
+        out: list = []
+        while last is not None or ending:
+            for message in self.replies[camera_id].get():
+                out.append(message)
+                if isinstance(message, StageFailed):
+                    return out
+                if isinstance(message, Tracks) and message.frame_index == last:
+                    last = None
+                ending = ending and not isinstance(message, FramesEnded)
         return out
 
     def stats(self) -> dict:
         return {} if self.error is not None else self.stage.stats()
 
+    def _serve(self, batcher: MicroBatcher) -> None:
+        def run_batch(frames: list[Frame]) -> None:
+            if not frames:
+                return
+            try:
+                outputs = self.stage.update_batch(frames)
+            except Exception:  # one camera's bad frame must not cost the others: retry frame by frame
+                if len(frames) > 1:
+                    for frame in frames:
+                        run_batch([frame])
+                    return
+                frame = frames[0]
+                why = f"camera {frame.camera_id}: detection failed on frame {frame.index}"
+                self.replies[frame.camera_id].put([StageFailed("detector", why)])
+                return
+            by_camera: dict[str, list] = {}
+            for message in outputs:
+                by_camera.setdefault(message.camera_id, []).append(message)
+            for camera_id, messages in by_camera.items():
+                self.replies[camera_id].put(messages)
+
+        def take(message) -> bool:
+            if isinstance(message, Frame):
+                return True
+            if isinstance(message, FramesEnded):  # the camera's frames held here go first
+                run_batch(batcher.take())
+                self.replies[message.camera_id].put(self.stage.update(message))
+            else:
+                self.stage.update(message)
+            return False
+
+        serve_batches(self.inbox, batcher, run_batch, take)
+
 
 @ray.remote
 class ReIDActor:
-    """Owns the re-ID model; embeds the crops it is sent and hands the embeddings to the matcher."""
+    """Owns the re-ID model; batches the crops of all cameras and hands the embeddings to the matcher.
+
+    `embed` only queues crops (a threaded actor); one thread runs the MicroBatcher's batches. `sync(camera)`
+    returns once every crop that camera queued has been embedded and delivered to the matcher.
+    """
 
     def __init__(self, config: RunConfig, device: str, matcher) -> None:
         from pipeline.reid_stage import ReIDStage
 
         self.matcher = matcher
+        self.inbox: queue.Queue = queue.Queue()
+        self.queued = {c.id: 0 for c in config.cameras}
+        self.done = dict(self.queued)
+        self.progress = threading.Condition()
         try:
             embedder = build.build_embedder(config, device)
         except PipelineError as e:
@@ -122,18 +184,46 @@ class ReIDActor:
             return
         self.ready = StageReady("reid", embedder.dim)
         self.stage = ReIDStage(embedder, max_batch=config.reid.max_batch, max_wait_ms=config.reid.max_wait_ms)
+        batcher = MicroBatcher(self.stage.max_batch, self.stage.max_wait_ms)
+        threading.Thread(
+            target=serve_batches, args=(self.inbox, batcher, self._run_batch, self._take), daemon=True
+        ).start()
 
     def hello(self) -> StageReady | StageFailed:
         return self.ready
 
     def embed(self, crops: list[Crop]) -> None:
-        for start in range(0, len(crops), self.stage.max_batch):
-            embeddings = self.stage.update_batch(crops[start : start + self.stage.max_batch])
-            if embeddings:
-                ray.get(self.matcher.update.remote(None, embeddings))
+        with self.progress:
+            for crop in crops:
+                self.queued[crop.camera_id] += 1
+                self.inbox.put(crop)
+
+    def sync(self, camera_id: str) -> None:
+        with self.progress:
+            self.progress.wait_for(lambda: self.done[camera_id] >= self.queued[camera_id])
 
     def stats(self) -> dict:
         return self.stage.stats() if isinstance(self.ready, StageReady) else {}
+
+    def _take(self, message) -> bool:
+        if isinstance(message, Crop):
+            return True
+        raise TypeError(f"the re-ID actor got a {type(message).__name__} message")
+
+    def _run_batch(self, crops: list[Crop]) -> None:
+        if not crops:
+            return
+        try:
+            embeddings = self.stage.update_batch(crops)
+            if embeddings:
+                ray.get(self.matcher.update.remote(None, embeddings))
+        except Exception:  # the matcher's failure is reported when it finishes; keep serving the cameras
+            log.exception("embeddings of %d crops did not reach the matcher", len(crops))
+        finally:
+            with self.progress:
+                for crop in crops:
+                    self.done[crop.camera_id] += 1
+                self.progress.notify_all()
 
 
 @ray.remote
@@ -228,9 +318,8 @@ class CameraActor:
         )
 
     def _finish(self, messages: list, finished: CameraFinished) -> CameraFinished:
-        # An actor runs one caller's calls in order: once this returns, every crop this camera sent is
-        # embedded and its embedding is at the matcher, before the camera's end.
-        ray.get(self.reid.stats.remote())
+        # Every crop this camera sent is embedded and at the matcher before the camera's end.
+        ray.get(self.reid.sync.remote(self.camera_id))
         ray.get(self.matcher.update.remote(self.camera_id, [*messages, finished]))
         return finished
 
@@ -241,7 +330,7 @@ class _CameraLoop:
     def __init__(self, stage, detector, reid, matcher, max_batch: int) -> None:
         self.stage = stage
         self.detector, self.reid, self.matcher = detector, reid, matcher
-        self.max_batch = max(1, max_batch)
+        self.max_batch = max(1, max_batch // 2)  # frames per call: the detector's batches take two cameras
         self.error: str | None = None
         self.seconds: dict[str, float] = {}
 
@@ -249,7 +338,7 @@ class _CameraLoop:
         if not messages:
             return
         crops, lifecycle = [], []
-        for message in ray.get(self.detector.update.remote(messages)):
+        for message in ray.get(self.detector.update.remote(self.stage.camera_id, messages)):
             if isinstance(message, StageFailed):
                 self.error = self.error or message.message
             elif isinstance(message, StageStats):
@@ -264,8 +353,8 @@ class _CameraLoop:
                     continue
                 for output in outputs:
                     (crops if isinstance(output, Crop) else lifecycle).append(output)
-        if crops:
-            self.reid.embed.remote(crops)
+        if crops:  # queued in order before anything this camera asks the re-ID actor later
+            ray.get(self.reid.embed.remote(crops))
         for assignment in ray.get(self.matcher.update.remote(self.stage.camera_id, lifecycle)):
             self.stage.update(assignment)
 
@@ -293,16 +382,21 @@ def run(
             log_to_driver=log_level <= logging.INFO,
             **local,
         )
-    info = RunInfo(out_dir / "run.json", config, device, invocation)
-    info.write("running")
-    gpus = GPU_SHARE if device != "cpu" and ray.cluster_resources().get("GPU", 0) > 0 else 0
-    model_device = "cuda" if gpus else "cpu"
     results = StageResults()
     actors = []
+    info = None
     try:
+        model_device, gpus = _model_device(device)
+        info = RunInfo(out_dir / "run.json", config, model_device, invocation)
+        info.write("running")
         matcher = MatcherActor.options(name="matcher", num_cpus=SERVICE_CPUS).remote(config, out_dir, fps)
-        reid = ReIDActor.options(num_cpus=SERVICE_CPUS, num_gpus=gpus).remote(config, model_device, matcher)
-        detector = DetectorActor.options(num_cpus=SERVICE_CPUS, num_gpus=gpus).remote(config, model_device)
+        threads = len(config.cameras) + 2  # every camera may wait on these actors at once
+        reid = ReIDActor.options(num_cpus=SERVICE_CPUS, num_gpus=gpus, max_concurrency=threads).remote(
+            config, model_device, matcher
+        )
+        detector = DetectorActor.options(
+            num_cpus=SERVICE_CPUS, num_gpus=gpus, max_concurrency=threads
+        ).remote(config, model_device)
         actors += [matcher, reid, detector]
         hello = ray.get(reid.hello.remote())
         if isinstance(hello, StageFailed):
@@ -345,13 +439,28 @@ def run(
         from pipeline.runner import salvage
 
         salvage(config, out_dir, fps, {})
-        info.write("killed", cameras=results.cameras, stages=results.stages)
+        if info is not None:
+            info.write("killed", cameras=results.cameras, stages=results.stages)
         raise
     finally:
         for actor in actors:
             ray.kill(actor, no_restart=True)
         if started_here:
             ray.shutdown()
+
+
+def _model_device(device: str) -> tuple[str, float]:
+    """Where the detector and re-ID actors run, and the share of a GPU each takes.
+
+    The cluster's GPUs count, not the driver's: "auto" takes them where there are any, "cuda" needs them.
+    """
+    if device == "cpu":
+        return "cpu", 0
+    if ray.cluster_resources().get("GPU", 0) > 0:
+        return "cuda", GPU_SHARE
+    if device == "auto":
+        return "cpu", 0
+    raise PipelineError(f"device: {device} requested but the Ray cluster has no GPU")
 
 
 def _result(result_type, info, config: RunConfig, out_dir: Path, results: StageResults):
