@@ -362,3 +362,29 @@ def test_identities_are_re_solved_every_refine_interval_of_video(monkeypatch) ->
     )
     run(matcher, script(tracks))
     assert moments == pytest.approx([5.1, 10.1])  # every 5 s of data time from the first frame (0.1 s)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_embeddings_out_of_order_give_the_same_identities(seed: int) -> None:
+    """Several re-ID workers, or any unordered channel: an embedding may arrive before its track's boxes
+    or after its track ended. The identities come out the same."""
+    p = people(3)
+    tracks = [Track("a", i + 1, 1 + 5 * i, 40 + 5 * i, [p[i]] * 4) for i in range(3)]
+    tracks += [Track("b", i + 1, 60 + 5 * i, 100 + 5 * i, [p[(i + 2) % 3]] * 4) for i in range(3)]
+    ordered = script(tracks)
+    rng = np.random.default_rng(seed)
+    shuffled = [m for m in ordered if not isinstance(m, Embedding)]
+    for m in (m for m in ordered if isinstance(m, Embedding)):  # each lands anywhere in its camera's stream
+        shuffled.insert(int(rng.integers(0, len(shuffled) + 1)), m)
+
+    def partition(messages: list) -> set[frozenset]:
+        store = EmbeddingStore(None, dim=DIM)
+        final, _ = run(Matcher(store, store.begin_session()), messages)
+        groups: dict[int, set] = {}
+        for key, gid in final.items():
+            groups.setdefault(gid, set()).add(key)
+        return {frozenset(g) for g in groups.values()}
+
+    expected = {frozenset({("a", (i + 2) % 3 + 1), ("b", i + 1)}) for i in range(3)}
+    assert partition(ordered) == expected
+    assert partition(shuffled) == expected
