@@ -8,7 +8,15 @@ which include starting its processes), over the whole command including start-up
 (Ultralytics after its first frame; pipeline: the camera worker's per-step seconds), the ratios pipeline /
 Ultralytics, and where the pipeline's camera worker spent its time.
 
+First, in this process, the detector stage against the raw model on the same frames: the raw model is an
+onnxruntime session with the detector's session options, run on the frames letterboxed beforehand; the detector
+(`create_detector("yolo")`, one frame per call as a one-camera stage makes them) and the same detector through
+ultralytics (`direct_onnx=False`) take the frames themselves. The three take turns on blocks of frames, so load on
+the machine falls on all of them; printed are fps after the first call, fps with loading (building the session
+or detector and the first call) and the ratios against the raw model.
+
     python benchmarks/vs_ultralytics.py --frames 795 --repeats 2
+    python benchmarks/vs_ultralytics.py --frames 200 --detector-only
 """
 
 from __future__ import annotations
@@ -23,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import cv2
+import numpy as np
 from common import (
     DETECTOR_WEIGHTS,
     PETS_VIDEO,
@@ -35,6 +45,95 @@ from common import (
 )
 
 logger = logging.getLogger("vs_ultralytics")
+
+DETECTOR_ROWS = ("raw model", "detector", "detector via ultralytics")
+
+
+def read_frames(video: Path, start: int, count: int) -> list[np.ndarray]:
+    """Up to `count` BGR frames of `video` from frame `start` (0-based)."""
+    capture = cv2.VideoCapture(str(video))
+    capture.set(cv2.CAP_PROP_POS_FRAMES, start)
+    frames = []
+    while len(frames) < count:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    capture.release()
+    return frames
+
+
+def detector_stage(weights: Path, video: Path, frames: int, block: int = 10) -> dict[str, dict[str, float]]:
+    """Seconds of the raw model, the detector and the detector through ultralytics on the first `frames` frames.
+
+    Per row: `load_seconds` (building the session or detector, and its first call), `steady_seconds` (the other
+    calls) and `frames`. The rows take turns on blocks of `block` frames, in a rotating order.
+    """
+    import onnxruntime as ort
+
+    from detectors import create_detector
+    from detectors.yolo_onnx import letterbox
+    from pipeline.ort_options import session_options
+
+    os.environ.setdefault("YOLO_AUTOINSTALL", "false")
+    os.environ.setdefault("YOLO_OFFLINE", "true")
+    stats = {row: {"frames": 0, "load_seconds": 0.0, "steady_seconds": 0.0} for row in DETECTOR_ROWS}
+    runners: dict[str, object] = {}
+    inputs = np.empty((1, 3, 640, 640), np.float32)
+
+    def build(row: str):
+        if row == "raw model":
+            session = ort.InferenceSession(
+                str(weights), session_options(), providers=["CPUExecutionProvider"]
+            )
+            name = session.get_inputs()[0].name
+            return lambda frame: session.run(None, {name: frame})
+        detector = create_detector("yolo", weights=weights, direct_onnx=row == "detector")
+        return lambda frame: detector.detect([frame])
+
+    done = 0
+    while done < frames:
+        block_frames = read_frames(video, done, min(block, frames - done))
+        if not block_frames:
+            break
+        blobs = []
+        for frame in block_frames:  # the raw model's input, made outside its timing
+            letterbox(frame, (640, 640), inputs[0])
+            blobs.append(inputs.copy())
+        turn = (done // block) % len(DETECTOR_ROWS)
+        for row in DETECTOR_ROWS[turn:] + DETECTOR_ROWS[:turn]:
+            feed = blobs if row == "raw model" else block_frames
+            for item in feed:
+                began = time.perf_counter()
+                first = row not in runners
+                if first:
+                    runners[row] = build(row)
+                runners[row](item)
+                stats[row]["load_seconds" if first else "steady_seconds"] += time.perf_counter() - began
+                stats[row]["frames"] += 1
+        done += len(block_frames)
+    return stats
+
+
+def print_detector_stage(stats: dict[str, dict[str, float]]) -> None:
+    """The detector-stage table and its ratios against the raw model."""
+    fps = {}
+    for row, s in stats.items():
+        steady = (s["frames"] - 1) / s["steady_seconds"] if s["frames"] > 1 else float("nan")
+        with_load = s["frames"] / (s["load_seconds"] + s["steady_seconds"])
+        fps[row] = (steady, with_load)
+    frames = stats["raw model"]["frames"]
+    print(f"detector stage, {frames} frames, one frame per call, cpu cores: {os.cpu_count()}")
+    print(f"{'row':<26}{'fps':>8}{'ms/frame':>10}{'fps with load':>15}{'load s':>8}")
+    for row, (steady, with_load) in fps.items():
+        load = stats[row]["load_seconds"]
+        print(f"{row:<26}{steady:>8.2f}{1000 / steady:>10.1f}{with_load:>15.2f}{load:>8.2f}")
+    raw = fps["raw model"]
+    for row in DETECTOR_ROWS[1:]:
+        print(
+            f"ratio {row}/raw model: {fps[row][0] / raw[0]:.2f}x after the first call, "
+            f"{fps[row][1] / raw[1]:.2f}x with load"
+        )
 
 
 def ultralytics_track(weights: Path, video: Path, frames: int) -> dict[str, float]:
@@ -89,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=2, help="runs of each side, alternating")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="pipeline only")
+    parser.add_argument(
+        "--detector-only", action="store_true", help="only the detector stage against the raw model"
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--weights", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--video", type=Path, help=argparse.SUPPRESS)
@@ -99,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     begin(parser, args)
 
     video, weights = args.assets / PETS_VIDEO, args.assets / DETECTOR_WEIGHTS
+    print_detector_stage(detector_stage(weights, video, args.frames))
+    if args.detector_only:
+        return 0
     pipeline_env = dict(item.split("=", 1) for item in args.env)
     ultra, runs = [], []
     with tempfile.TemporaryDirectory() as tmp:

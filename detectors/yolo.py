@@ -1,4 +1,4 @@
-"""YOLO detectors through Ultralytics: any local .pt, .onnx or .engine it loads, batched."""
+"""YOLO detectors: ONNX exports on the CPU through onnxruntime directly, anything else through Ultralytics."""
 
 from __future__ import annotations
 
@@ -20,10 +20,13 @@ LOCAL_FORMATS = (".pt", ".onnx", ".engine")
 
 
 class YoloDetector:
-    """Ultralytics YOLO on a list of BGR frames: one `predict` call per batch, people only by default.
+    """YOLO on a list of BGR frames, people only by default.
 
-    Exported models with a fixed batch size (an ONNX export is batch 1 unless exported `dynamic`) are fed in
-    chunks of that size, so `detect` takes any number of frames whatever the export.
+    An .onnx export on the CPU runs on onnxruntime directly (`detectors.yolo_onnx`: same letterbox, thresholds and
+    NMS as ultralytics, without its per-call overhead) unless `direct_onnx=False`; .pt, .engine and exports on
+    other devices go through one Ultralytics `predict` call per batch. Exported models with a fixed batch size
+    (an ONNX export is batch 1 unless exported `dynamic`) are fed in chunks of that size, so `detect` takes any
+    number of frames whatever the export.
     """
 
     def __init__(
@@ -35,6 +38,7 @@ class YoloDetector:
         device: str = "cpu",
         classes: Sequence[int] | None = (PERSON_CLASS_ID,),
         half: bool = False,
+        direct_onnx: bool = True,
     ) -> None:
         self.weights = resolve_weights(weights)
         self.confidence = confidence
@@ -43,6 +47,15 @@ class YoloDetector:
         self.device = device
         self.classes = None if classes is None else [int(c) for c in classes]
         self.half = half
+        self._direct = None
+        if direct_onnx and self.weights.lower().endswith(".onnx") and device == "cpu" and not half:
+            from detectors.yolo_onnx import OnnxYolo
+
+            try:
+                self._direct = OnnxYolo(self.weights, confidence, iou, imgsz, self.classes)
+            except Exception as error:  # onnxruntime raises its own types for unusable files
+                raise WeightsError(f"cannot load detector weights {self.weights}: {error}") from error
+            return
         os.environ.setdefault("YOLO_AUTOINSTALL", "false")  # never pip-install at run time
         os.environ.setdefault("YOLO_OFFLINE", "true")
         # .pt checkpoints load with weights_only=True and ultralytics' allow-list of model classes, so a
@@ -61,6 +74,8 @@ class YoloDetector:
         """Detect in BGR frames; `frame_indices` is accepted for the protocol and ignored."""
         if not frames:
             return []
+        if self._direct is not None:
+            return self._direct.detect(frames)
         chunk = self._chunk_size() or len(frames)
         detections: list[Detections] = []
         for start in range(0, len(frames), chunk):

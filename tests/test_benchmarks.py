@@ -146,6 +146,19 @@ def test_vs_ultralytics_short(assets, capsys):
     assert _number(r"ultralytics: ([\d.]+) fps", out) > 0
     assert _number(r"pipeline: +([\d.]+) fps", out) > 0
     assert _number(r"ratio pipeline/ultralytics: ([\d.]+)x", out) > 0
+    assert _number(r"ratio detector/raw model: ([\d.]+)x", out) > 0
+
+
+def test_vs_ultralytics_detector_stage_against_the_raw_model(assets, capsys):
+    argv = ["--assets", str(assets), "--frames", "4", "--detector-only"]
+    assert vs_ultralytics.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "detector stage, 4 frames" in out
+    for row in ("raw model", "detector", "detector via ultralytics"):
+        assert re.search(rf"^{row} +[\d.]+ +[\d.]+ +[\d.]+ +[\d.]+$", out, re.MULTILINE), out
+    assert _number(r"ratio detector/raw model: ([\d.]+)x after the first call", out) > 0
+    assert _number(r"ratio detector via ultralytics/raw model: ([\d.]+)x", out) > 0
+    assert "ratio pipeline/ultralytics" not in out
 
 
 @pytest.mark.slow

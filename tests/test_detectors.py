@@ -12,7 +12,8 @@ import pytest
 
 from detectors import create_detector, list_detectors
 from detectors.base import Detector
-from detectors.yolo import check_weights, resolve_weights
+from detectors.yolo import YoloDetector, check_weights, resolve_weights
+from detectors.yolo_onnx import Letterbox, letterbox, nms
 from pipeline.errors import PipelineError, WeightsError
 from pipeline.messages import Detections
 
@@ -94,6 +95,78 @@ def test_yolo_batch_matches_frame_by_frame(yolo, pets_frames):
         assert len(a) == len(b)
         np.testing.assert_allclose(a.xyxy, b.xyxy, atol=1e-3)
     assert yolo.detect([]) == []
+
+
+@pytest.fixture(scope="module")
+def pets_spread(pets: Path) -> list[np.ndarray]:
+    """Frames 1, 201, 401 and 601 of PETS09-S2L1: from a few people apart to a crowd crossing."""
+    capture = cv2.VideoCapture(str(pets / "vtest.avi"))
+    frames = []
+    for index in (0, 200, 400, 600):
+        capture.set(cv2.CAP_PROP_POS_FRAMES, index)
+        frames.append(capture.read()[1])
+    capture.release()
+    return frames
+
+
+@pytest.mark.parametrize(
+    ("confidence", "iou", "classes"),
+    [(0.25, 0.7, (0,)), (0.5, 0.45, (0,)), (0.1, 0.7, None)],
+    ids=["defaults", "strict", "all-classes"],
+)
+def test_direct_onnx_matches_ultralytics_on_pets_frames(assets, pets_spread, confidence, iou, classes):
+    weights = assets / "models" / "yolov8n_int8.onnx"
+    kwargs = {"confidence": confidence, "iou": iou, "classes": classes}
+    direct = YoloDetector(weights, **kwargs)
+    reference = YoloDetector(weights, direct_onnx=False, **kwargs)
+    assert direct._direct is not None and reference._direct is None
+    for ours, theirs in zip(direct.detect(pets_spread), reference.detect(pets_spread), strict=True):
+        assert len(theirs) >= 3
+        assert abs(len(ours) - len(theirs)) <= 1
+        assert np.all(ours.confidence > confidence)
+        if classes is not None:
+            assert np.all(ours.class_id == 0)
+        overlap = iou_matrix(ours.xyxy, theirs.xyxy)
+        best = overlap.argmax(axis=1)
+        matched = overlap.max(axis=1) > 0.9
+        assert matched.sum() >= min(len(ours), len(theirs)) - 1, overlap.max(axis=1)
+        np.testing.assert_array_equal(ours.class_id[matched], theirs.class_id[best[matched]])
+        np.testing.assert_allclose(ours.confidence[matched], theirs.confidence[best[matched]], atol=1e-3)
+        kept = iou_matrix(ours.xyxy, ours.xyxy)[np.equal.outer(ours.class_id, ours.class_id)]
+        assert np.all((kept <= iou + 1e-5) | np.isclose(kept, 1.0)), (
+            "two kept boxes of a class overlap past iou"
+        )
+
+
+def test_direct_onnx_detector_does_not_import_ultralytics(assets: Path):
+    code = (
+        "import sys; from detectors import create_detector; import numpy as np; "
+        "d = create_detector('yolo', weights=sys.argv[1]); d.detect([np.zeros((240, 320, 3), np.uint8)]); "
+        "print('ultralytics' in sys.modules, 'torch' in sys.modules)"
+    )
+    weights = str(assets / "models" / "yolov8n_int8.onnx")
+    out = subprocess.run([sys.executable, "-c", code, weights], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
+
+
+def test_letterbox_centres_the_frame_as_ultralytics_does():
+    frame = np.zeros((576, 768, 3), np.uint8)
+    frame[..., 0] = 255  # blue in BGR
+    out = np.empty((3, 640, 640), np.float32)
+    assert letterbox(frame, (640, 640), out) == Letterbox(640 / 768, 480 / 576, 0, 80)
+    np.testing.assert_allclose(out[:, :80], 114 / 255)  # padding above
+    np.testing.assert_allclose(out[:, 560:], 114 / 255)  # and below
+    assert out[2, 80:560].min() == 1.0 and out[:2, 80:560].max() == 0.0  # the frame, blue first turned RGB
+
+
+@pytest.mark.parametrize(
+    ("iou", "kept"),
+    [(0.9, [1, 0, 2]), (0.5, [1, 2]), (0.3, [1])],  # IoU of boxes 0-1: 0.82, 1-2: 0.33, 0-2: 0.25
+)
+def test_nms_keeps_the_most_confident_of_boxes_overlapping_past_iou(iou, kept):
+    boxes = np.array([[0, 0, 10, 10], [1, 0, 11, 10], [6, 0, 16, 10]], np.float32)
+    scores = np.array([0.8, 0.9, 0.7], np.float32)
+    np.testing.assert_array_equal(nms(boxes, scores, iou), kept)
 
 
 def test_yolo_missing_weights_is_a_one_line_weights_error(tmp_path: Path):
