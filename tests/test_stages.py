@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -100,3 +103,18 @@ def test_the_camera_stage_holds_a_frame_until_its_tracks_and_samples_crops():
     with pytest.raises(TypeError):
         camera.update(CameraStarted("a", 10.0))
     assert camera.finish() == []
+
+
+def test_a_camera_worker_loads_no_model_library():
+    """With the shared detector, what a camera worker process imports holds neither torch nor ultralytics."""
+    modules = (
+        "pipeline.cli pipeline.runtime.local_camera pipeline.worker pipeline.crop_sampler pipeline.thumbnails "
+        "pipeline.sinks.video pipeline.sources.file pipeline.sources.live pipeline.build pipeline.config"
+    )
+    code = (
+        f"import importlib, sys\nfor m in {modules.split()!r}: importlib.import_module(m)\n"
+        "print(sorted(m for m in ('torch', 'ultralytics', 'onnxruntime') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
