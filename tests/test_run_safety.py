@@ -212,7 +212,7 @@ def test_a_stage_that_fails_while_writing_fails_the_run(workspace):
     (workspace / "no_video.yaml").write_text(yaml.safe_dump(config))
 
     def limit_file_size():
-        resource.setrlimit(resource.RLIMIT_FSIZE, (150_000, 150_000))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (400_000, 400_000))
 
     result = subprocess.run(
         [*COMMAND, "-q", "run", "no_video.yaml", "-o", "out_full"],
