@@ -11,9 +11,10 @@ Ultralytics, and where the pipeline's camera worker spent its time.
 First, in this process, the detector stage against the raw model on the same frames: the raw model is an
 onnxruntime session with the detector's session options, run on the frames letterboxed beforehand; the detector
 (`create_detector("yolo")`, one frame per call as a one-camera stage makes them) and the same detector through
-ultralytics (`direct_onnx=False`) take the frames themselves. The three take turns on blocks of frames, so load on
-the machine falls on all of them; printed are fps after the first call, fps with loading (building the session
-or detector and the first call) and the ratios against the raw model.
+ultralytics (`direct_onnx=False`) take the frames themselves. The three take turns on each block of 5 frames, so
+load on the machine falls on all of them; printed are fps after the first block, fps with loading (building the
+session or detector: `load s` with the first call) and the ratios against the raw model, of the totals and the
+median of the blocks' ratios.
 
     python benchmarks/vs_ultralytics.py --frames 795 --repeats 2
     python benchmarks/vs_ultralytics.py --frames 200 --detector-only
@@ -24,11 +25,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -49,25 +52,12 @@ logger = logging.getLogger("vs_ultralytics")
 DETECTOR_ROWS = ("raw model", "detector", "detector via ultralytics")
 
 
-def read_frames(video: Path, start: int, count: int) -> list[np.ndarray]:
-    """Up to `count` BGR frames of `video` from frame `start` (0-based)."""
-    capture = cv2.VideoCapture(str(video))
-    capture.set(cv2.CAP_PROP_POS_FRAMES, start)
-    frames = []
-    while len(frames) < count:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
-    return frames
-
-
-def detector_stage(weights: Path, video: Path, frames: int, block: int = 10) -> dict[str, dict[str, float]]:
+def detector_stage(weights: Path, video: Path, frames: int, block: int = 5) -> dict[str, dict]:
     """Seconds of the raw model, the detector and the detector through ultralytics on the first `frames` frames.
 
-    Per row: `load_seconds` (building the session or detector, and its first call), `steady_seconds` (the other
-    calls) and `frames`. The rows take turns on blocks of `block` frames, in a rotating order.
+    The rows take turns on each block of `block` frames, in a rotating order. Per row: `first_seconds` (the first
+    block, with building the session or detector), `load_seconds` (building and the first call) and `blocks`,
+    the seconds of each later block; `frames` and `first_frames` are the same for every row.
     """
     import onnxruntime as ort
 
@@ -77,62 +67,72 @@ def detector_stage(weights: Path, video: Path, frames: int, block: int = 10) -> 
 
     os.environ.setdefault("YOLO_AUTOINSTALL", "false")
     os.environ.setdefault("YOLO_OFFLINE", "true")
-    stats = {row: {"frames": 0, "load_seconds": 0.0, "steady_seconds": 0.0} for row in DETECTOR_ROWS}
-    runners: dict[str, object] = {}
-    inputs = np.empty((1, 3, 640, 640), np.float32)
+    stats: dict[str, dict] = {row: {"load_seconds": 0.0, "blocks": []} for row in DETECTOR_ROWS}
+    runners: dict[str, Callable[[np.ndarray], object]] = {}
 
-    def build(row: str):
+    def build(row: str) -> Callable[[np.ndarray], object]:
         if row == "raw model":
             session = ort.InferenceSession(
                 str(weights), session_options(), providers=["CPUExecutionProvider"]
             )
             name = session.get_inputs()[0].name
-            return lambda frame: session.run(None, {name: frame})
+            return lambda blob: session.run(None, {name: blob})
         detector = create_detector("yolo", weights=weights, direct_onnx=row == "detector")
         return lambda frame: detector.detect([frame])
 
+    capture = cv2.VideoCapture(str(video))
     done = 0
-    while done < frames:
-        block_frames = read_frames(video, done, min(block, frames - done))
+    for number in range(math.ceil(frames / block)):
+        block_frames = []
+        while len(block_frames) < min(block, frames - done):
+            ok, frame = capture.read()
+            if not ok:
+                break
+            block_frames.append(frame)
         if not block_frames:
             break
-        blobs = []
-        for frame in block_frames:  # the raw model's input, made outside its timing
-            letterbox(frame, (640, 640), inputs[0])
-            blobs.append(inputs.copy())
-        turn = (done // block) % len(DETECTOR_ROWS)
+        blobs = []  # the raw model's input, made outside its timing
+        for frame in block_frames:
+            blobs.append(np.empty((1, 3, 640, 640), np.float32))
+            letterbox(frame, (640, 640), blobs[-1][0])
+        turn = number % len(DETECTOR_ROWS)
         for row in DETECTOR_ROWS[turn:] + DETECTOR_ROWS[:turn]:
-            feed = blobs if row == "raw model" else block_frames
-            for item in feed:
-                began = time.perf_counter()
-                first = row not in runners
-                if first:
+            began = time.perf_counter()
+            for item in blobs if row == "raw model" else block_frames:
+                if row not in runners:
                     runners[row] = build(row)
-                runners[row](item)
-                stats[row]["load_seconds" if first else "steady_seconds"] += time.perf_counter() - began
-                stats[row]["frames"] += 1
+                    runners[row](item)
+                    stats[row]["load_seconds"] = time.perf_counter() - began
+                else:
+                    runners[row](item)
+            seconds = time.perf_counter() - began
+            stats[row].update(first_seconds=seconds) if number == 0 else stats[row]["blocks"].append(seconds)
         done += len(block_frames)
+        if number == 0:
+            first_frames = done
+    capture.release()
+    for row in stats.values():
+        row.update(frames=done, first_frames=first_frames)
     return stats
 
 
-def print_detector_stage(stats: dict[str, dict[str, float]]) -> None:
+def print_detector_stage(stats: dict[str, dict]) -> None:
     """The detector-stage table and its ratios against the raw model."""
-    fps = {}
-    for row, s in stats.items():
-        steady = (s["frames"] - 1) / s["steady_seconds"] if s["frames"] > 1 else float("nan")
-        with_load = s["frames"] / (s["load_seconds"] + s["steady_seconds"])
-        fps[row] = (steady, with_load)
-    frames = stats["raw model"]["frames"]
+    any_row = stats[DETECTOR_ROWS[0]]
+    frames, later = any_row["frames"], any_row["frames"] - any_row["first_frames"]
     print(f"detector stage, {frames} frames, one frame per call, cpu cores: {os.cpu_count()}")
     print(f"{'row':<26}{'fps':>8}{'ms/frame':>10}{'fps with load':>15}{'load s':>8}")
-    for row, (steady, with_load) in fps.items():
-        load = stats[row]["load_seconds"]
-        print(f"{row:<26}{steady:>8.2f}{1000 / steady:>10.1f}{with_load:>15.2f}{load:>8.2f}")
-    raw = fps["raw model"]
+    fps = {}
+    for row, s in stats.items():
+        steady = later / sum(s["blocks"]) if s["blocks"] else float("nan")
+        fps[row] = (steady, frames / (s["first_seconds"] + sum(s["blocks"])))
+        print(f"{row:<26}{steady:>8.2f}{1000 / steady:>10.1f}{fps[row][1]:>15.2f}{s['load_seconds']:>8.2f}")
+    raw = stats["raw model"]["blocks"]
     for row in DETECTOR_ROWS[1:]:
+        per_block = median([r / d for r, d in zip(raw, stats[row]["blocks"], strict=True)])
         print(
-            f"ratio {row}/raw model: {fps[row][0] / raw[0]:.2f}x after the first call, "
-            f"{fps[row][1] / raw[1]:.2f}x with load"
+            f"ratio {row}/raw model: {fps[row][0] / fps['raw model'][0]:.2f}x after the first block "
+            f"(median of the blocks' ratios {per_block:.2f}x), {fps[row][1] / fps['raw model'][1]:.2f}x with load"
         )
 
 
