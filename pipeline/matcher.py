@@ -98,6 +98,7 @@ class _Span:
     track_id: int = -1  # -1: not known (a tracklet no longer remembered)
     appearance: np.ndarray | None = None  # (D,) unit tracklet feature, kept for the refinement
     embeddings: int = 0  # how many embeddings the feature averages
+    global_id: int | None = None  # its identity, once decided
 
 
 @dataclass
@@ -109,7 +110,6 @@ class _Tracklet(_Span):
         default_factory=list
     )  # (vector, quality), for calibration
     since_decision: int = 0
-    global_id: int | None = None
     closing: bool = False
 
     def moved_to(self, box: Box, timestamp: float) -> None:
@@ -336,6 +336,7 @@ class Matcher:
                 last_frame=record.last_frame, first_time=record.first_time, last_time=record.last_time,
                 closed=record.closed,
             )  # fmt: skip
+            span.global_id = new
             if span.appearance is not None:
                 self.store.add_prototype(new, span.appearance, (self.session, *key))
             if not self._members(old, (self.session, *key)):
@@ -512,6 +513,8 @@ class Matcher:
                 vector = vector + span.appearance * max(span.embeddings, 1)
             span.appearance = (vector / max(float(np.linalg.norm(vector)), 1e-12)).astype(np.float32)
             span.embeddings += 1
+            if span.global_id is not None:  # the gallery gets it too, so that later sightings can match
+                self.store.add_prototype(span.global_id, span.appearance, (self.session, *key))
             return
         self._early.setdefault(key, []).append(emb)
         while sum(len(v) for v in self._early.values()) > _CLOSED_MEMORY:
@@ -535,7 +538,7 @@ class Matcher:
                 tracklet.camera, tracklet.first_frame, tracklet.last_frame, tracklet.first_time,
                 tracklet.last_time, tracklet.first_box, tracklet.last_box, tracklet.velocity,
                 tracklet.track_id, None if tracklet.feature_sum is None else tracklet.feature(),
-                tracklet.embeddings,
+                tracklet.embeddings, tracklet.global_id,
             )  # fmt: skip
             while len(self._closed) > _CLOSED_MEMORY:
                 self._closed.popitem(last=False)

@@ -388,3 +388,16 @@ def test_embeddings_out_of_order_give_the_same_identities(seed: int) -> None:
     expected = {frozenset({("a", (i + 2) % 3 + 1), ("b", i + 1)}) for i in range(3)}
     assert partition(ordered) == expected
     assert partition(shuffled) == expected
+
+
+def test_embeddings_after_their_track_ended_still_reach_the_gallery() -> None:
+    p = people(1)
+    messages = script([Track("a", 1, 1, 20, [p[0]] * 3)])
+    late = [m for m in messages if isinstance(m, Embedding)]
+    store = EmbeddingStore(None, dim=DIM)
+    matcher = Matcher(store, store.begin_session())
+    for message in [m for m in messages if not isinstance(m, Embedding)] + late:
+        matcher.update(message)
+    matcher.finish()
+    assert store.prototype_count() == 1
+    assert next(iter(store.search(p[0][None], k=1)[0].values())) > 0.99
