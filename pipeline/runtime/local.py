@@ -129,6 +129,11 @@ def run(
             if p.is_alive():
                 p.kill()
                 p.join()
+        if signals.hard_stop or crashed is not None:
+            # what this process put on a queue no stage will read any more: exit without flushing it
+            for channel in (channels.frames, channels.crops, channels.matcher, *channels.cameras.values()):
+                if channel is not None:
+                    channel.cancel_join_thread()
         if crashed is not None and "error" not in results.stages:
             results.fail(f"the {crashed.name} stage exited with code {crashed.exitcode}")
         elif not signals.hard_stop and "error" not in results.stages and "matcher" not in results.stages:
