@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
+
+from pipeline.messages import Assignment, IdentityEvent
+from pipeline.site_evidence import GEOMETRY_LLR
+from pipeline.tracklet_spans import Span, sighting_of
+from pipeline.transit import learn_transit
+
+logger = logging.getLogger(__name__)
+
+Output = Assignment | IdentityEvent
+REFINE_MAX = 1000  # closed tracklets a refinement re-solves at most (the most recent)
 
 
 def cluster_tracklets(
@@ -103,3 +115,151 @@ def _consistent_groups(
         if len(group) > 1:
             groups.append(group)
     return groups
+
+
+class Refinement:
+    """Re-solving a session's identities with all their evidence, as a mixin of the Matcher.
+
+    Uses the matcher's store, session, remembered closed tracklets (`_closed`), its constraints and
+    evidence (SiteEvidence) and `refine_interval_s`.
+    """
+
+    def _refine_due(self) -> bool:
+        """Whether `refine_interval_s` of data time (the newest frame of any camera) have passed."""
+        if self.refine_interval_s is None or not self._camera_times:
+            return False
+        now = max(last for _, last in self._camera_times.values())
+        if self._refined_at is None:
+            self._refined_at = now
+        if now - self._refined_at < self.refine_interval_s:
+            return False
+        self._refined_at = now
+        return True
+
+    def _refine_with_transit(self) -> list[Output]:
+        out = self.refine()
+        if self._learn_transit():  # the hand-overs of the refined identities: once more with them
+            out.extend(self.refine())
+        return out
+
+    def refine(self) -> list[Output]:
+        """Re-solve the identities of this session's closed tracklets with all their evidence.
+
+        Online decisions were made on what was known then. Here the closed tracklets (the most recent
+        REFINE_MAX) are clustered at once (`cluster_tracklets`): appearance as the decisions score it, tracklets walking at
+        corresponding places in overlapping views as one person, and the same constraints. Each cluster
+        keeps the identity most of its frames already had; what moves is reported as `revised`.
+        """
+        records = {(r.camera, r.track_id): r for r in self.store.tracklets(session=self.session)}
+        keys = [k for k in self._closed if k in records and records[k].global_id is not None]
+        keys = keys[-REFINE_MAX:]  # the most recent: older ones keep their decisions
+        spans = [self._closed[k] for k in keys]
+        if len(spans) < 2:
+            return []
+        scores, forbidden = self._pair_evidence(spans)
+
+        def allowed(members: list[int]) -> bool:
+            group = [spans[m] for m in members]
+            return all(self._allowed(s, [o for o in group if o is not s]) for s in group)
+
+        current = [records[k].global_id for k in keys]
+        labels = cluster_tracklets(scores, forbidden, initial=current, allowed=allowed)
+        new_ids = self._label_identities(labels, current, spans)
+        out: list[Output] = []
+        for key, span, old, new in zip(keys, spans, current, new_ids, strict=True):
+            if new == old:
+                continue
+            record = records[key]
+            self.store.upsert_tracklet(
+                self.session, span.camera, span.track_id, global_id=new, first_frame=record.first_frame,
+                last_frame=record.last_frame, first_time=record.first_time, last_time=record.last_time,
+                closed=record.closed,
+            )  # fmt: skip
+            span.global_id = new
+            if span.appearance is not None:
+                self.store.add_prototype(new, span.appearance, (self.session, *key))
+            if not self._members(old, (self.session, *key)):
+                self.store.retire_identity(old)
+            out.append(Assignment(span.camera, span.track_id, new, 0.0, revised=True))
+            out.append(
+                IdentityEvent("revised", new, span.camera, span.track_id, span.last_frame, span.last_time)
+            )
+        logger.info("refinement: %d of %d tracklets changed identity", len(out) // 2, len(spans))
+        return out
+
+    def _pair_evidence(self, spans: list[Span]) -> tuple[np.ndarray, np.ndarray]:
+        """(n, n) link scores (nan: no evidence) and forbidden pairs, as `_decide` weighs them."""
+        n = len(spans)
+        scores = np.full((n, n), np.nan)
+        forbidden = np.zeros((n, n), bool)
+        have = [i for i, s in enumerate(spans) if s.appearance is not None]
+        if have:
+            features = np.stack([spans[i].appearance for i in have])  # (m, D)
+            sims = np.clip(features @ features.T, -1.0, 1.0)
+            if self.calibration is None:
+                linked = sims - self.threshold
+            else:
+                linked = self.calibration.llr(sims) - self._prior_odds_against()
+            scores[np.ix_(have, have)] = linked
+        for i in range(n):
+            for j in range(i + 1, n):
+                a, b = spans[i], spans[j]
+                if a.camera == b.camera:
+                    forbidden[i, j] = a.first_frame <= b.last_frame and b.first_frame <= a.last_frame
+                    gap = max(a.first_time - b.last_time, b.first_time - a.last_time)
+                    if gap > self.rejoin_max_gap_s:
+                        # left the view and came back: what links the two is the sighting elsewhere in
+                        # between, not their likeness in one view (alike people in one view score alike)
+                        scores[i, j] = scores[j, i] = np.nan
+                        continue
+                    motion = None if forbidden[i, j] else self._continuation_llr(a, b)
+                    if motion is not None and not np.isnan(scores[i, j]):
+                        scores[i, j] = scores[j, i] = scores[i, j] + motion
+                elif a.last_time <= b.first_time or b.last_time <= a.first_time:
+                    transit = self._transit_llr(a, b)
+                    if transit and not np.isnan(scores[i, j]):
+                        scores[i, j] = scores[j, i] = scores[i, j] + transit
+                else:
+                    if not self._may_be_together(a, b):
+                        forbidden[i, j] = True
+                    elif self.calibration is not None and self._seen_together(a, [b]):
+                        both = np.nan_to_num(scores[i, j], nan=-np.inf)
+                        scores[i, j] = scores[j, i] = max(both, GEOMETRY_LLR)
+        forbidden |= forbidden.T
+        np.fill_diagonal(scores, np.nan)
+        return scores, forbidden
+
+    def _learn_transit(self) -> bool:
+        """Learn entry/exit zones and transit times from this session's identities; True if any path."""
+        if self.calibration is None:
+            return False
+        records = self.store.tracklets(session=self.session)
+        overlapping = {frozenset(pair) for pair in self.geometry.models()}
+        sightings = [
+            sighting
+            for r in records
+            if r.global_id is not None
+            and (span := self._closed.get((r.camera, r.track_id))) is not None
+            and (sighting := sighting_of(span, r.global_id)) is not None
+        ]
+        spans = {camera: (first, last) for camera, (first, last) in self._camera_times.items()}
+        learned = learn_transit(sightings, spans, rejoin_gap_s=self.rejoin_max_gap_s, skip=overlapping)
+        if learned.paths:
+            self.transit = learned
+        return bool(learned.paths)
+
+    def _label_identities(self, labels: np.ndarray, current: list[int], spans: list[Span]) -> list[int]:
+        """A global id per cluster: the one most of its frames had, biggest clusters first; else a new one."""
+        frames = np.array([s.last_frame - s.first_frame + 1 for s in spans], np.float64)
+        order = sorted(set(labels.tolist()), key=lambda c: -frames[labels == c].sum())
+        taken: set[int] = set()
+        chosen: dict[int, int] = {}
+        for cluster in order:
+            votes: dict[int, float] = {}
+            for i in np.flatnonzero(labels == cluster):
+                votes[current[i]] = votes.get(current[i], 0.0) + frames[i]
+            free = [gid for gid in sorted(votes, key=lambda g: -votes[g]) if gid not in taken]
+            gid = free[0] if free else self.store.new_identity(time.time())
+            taken.add(gid)
+            chosen[cluster] = gid
+        return [chosen[int(c)] for c in labels]

@@ -1,0 +1,138 @@
+"""What links two tracklets or keeps them apart: time, place, motion, overlapping views and transit paths."""
+
+from __future__ import annotations
+
+from pipeline.tracklet_spans import Span, continuation_miss, sighting_of
+
+GEOMETRY_LLR = 4.0  # log-likelihood ratio of two tracklets at corresponding places in overlapping views
+GEOMETRY_MIN_COMMON = 3  # moments seen together before geometry speaks
+CONTINUATION_LLR = 2.0  # log-likelihood ratio of a lost track restarting exactly where its motion led
+MAX_CONTINUATION_MISS = 1.0  # tolerances beyond which a later track cannot continue an earlier one
+
+
+class SiteEvidence:
+    """The constraints and the evidence of the site the Matcher weighs, as a mixin of it.
+
+    Uses the matcher's `geometry` (OverlapLearner), `calibration` (ScoreCalibration or None for a fixed
+    threshold), `transit` (TransitModel or None), `overlaps`, `transitions`, `rejoin_max_gap_s` and its
+    `_prior_odds_against()`.
+    """
+
+    def _allowed(self, tracklet: Span, others: list[Span]) -> bool:
+        """Whether `tracklet` may join an identity whose other tracklets (this session) are `others`."""
+        before = [s for s in others if s.last_time <= tracklet.first_time]
+        after = [s for s in others if s.first_time >= tracklet.last_time]
+        for other in others:
+            if other.camera == tracklet.camera:
+                if other.first_frame <= tracklet.last_frame and tracklet.first_frame <= other.last_frame:
+                    return False  # two live tracks of one person in one camera
+                if not self._rejoin_ok(tracklet, other, others):
+                    return False
+                continue
+            simultaneous = other.first_time < tracklet.last_time and tracklet.first_time < other.last_time
+            if simultaneous and not self._may_be_together(tracklet, other):
+                return False  # in two cameras at once, where their views cannot both see one person
+        if before:
+            last = max(before, key=lambda s: s.last_time)
+            if not self._transit_ok(last.camera, tracklet.camera, tracklet.first_time - last.last_time):
+                return False
+        if after:
+            following = min(after, key=lambda s: s.first_time)
+            if not self._transit_ok(
+                tracklet.camera, following.camera, following.first_time - tracklet.last_time
+            ):
+                return False
+        return True
+
+    def _geometric_distance(self, tracklet: Span, other: Span) -> tuple[float | None, object | None]:
+        """How far apart two tracklets of overlapping views are, in box heights, by the learned mapping."""
+        model = self.geometry.model(tracklet.camera, other.camera)
+        if model is None or tracklet.track_id < 0 or other.track_id < 0:
+            return None, model
+        first = self.geometry.trajectory(tracklet.camera, tracklet.track_id)
+        second = self.geometry.trajectory(other.camera, other.track_id)
+        if first is None or second is None:
+            return None, model
+        return model.distance(first, second, min_common=GEOMETRY_MIN_COMMON), model
+
+    def _may_be_together(self, tracklet: Span, other: Span) -> bool:
+        """Whether one person may be seen at once in the two tracklets' cameras, where they are."""
+        distance, model = self._geometric_distance(tracklet, other)
+        if model is None:  # no learned overlap: only a declared one allows it
+            return frozenset((other.camera, tracklet.camera)) in self.overlaps
+        return distance is None or distance <= model.tolerance or model.confidence < 0.5
+
+    def _seen_together(self, tracklet: Span, others: list[Span]) -> bool:
+        """Whether the identity's tracklets in an overlapping view walk where this tracklet does."""
+        found = False
+        for other in others:
+            if other.camera == tracklet.camera:
+                continue
+            distance, model = self._geometric_distance(tracklet, other)
+            if distance is not None and model is not None:
+                if distance > model.tolerance / 2:
+                    return False
+                found = True
+        return found
+
+    def _rejoin_ok(self, tracklet: Span, other: Span, others: list[Span]) -> bool:
+        """Whether two tracklets of one camera, one after the other, may be one person.
+
+        A short break (at most `rejoin_max_gap_s`) is a track the tracker lost: the later one must start
+        where the earlier one's motion leads, at a similar size. After a longer break the person must
+        have been seen in another camera in between (left the view and came back); a person does not
+        vanish in the middle of a view for long and reappear as someone the tracker never followed.
+        """
+        earlier, later = (other, tracklet) if other.last_time <= tracklet.first_time else (tracklet, other)
+        gap = later.first_time - earlier.last_time
+        if gap > self.rejoin_max_gap_s:
+            return any(
+                s.camera != tracklet.camera
+                and s.last_time > earlier.last_time
+                and s.first_time < later.first_time
+                for s in others
+            )
+        miss = continuation_miss(earlier, later)
+        return miss is None or miss <= MAX_CONTINUATION_MISS
+
+    def _transit_ok(self, source: str, target: str, gap: float) -> bool:
+        window = self.transitions.get((source, target)) if source != target else None
+        return window is None or window[0] <= gap <= window[1]
+
+    def _continuation_llr(self, a: Span, b: Span) -> float | None:
+        """Evidence that the later of two tracklets of one camera continues the earlier one's motion.
+
+        A lost track restarted where the person was heading, soon after, is a likely continuation: the
+        prior odds against any one identity do not apply to it, and the closer the fit, the more it adds.
+        None where the pair is not a plausible continuation, or scores are a fixed threshold.
+        """
+        if self.calibration is None:
+            return None
+        earlier, later = (a, b) if a.last_time <= b.first_time else (b, a)
+        if later.first_time - earlier.last_time > self.rejoin_max_gap_s:
+            return None
+        miss = continuation_miss(earlier, later)
+        if miss is None or miss > MAX_CONTINUATION_MISS:
+            return None
+        return self._prior_odds_against() + CONTINUATION_LLR * (1.0 - miss)
+
+    def _continuation_evidence(self, tracklet: Span, others: list[Span]) -> float:
+        """`_continuation_llr` of `tracklet` after the identity's latest earlier tracklet in its camera."""
+        before = [s for s in others if s.camera == tracklet.camera and s.last_time <= tracklet.first_time]
+        if not before:
+            return 0.0
+        llr = self._continuation_llr(max(before, key=lambda s: s.last_time), tracklet)
+        return 0.0 if llr is None else llr
+
+    def _transit_llr(self, a: Span, b: Span) -> float:
+        """`TransitModel.llr` of two tracklets of two cameras, one after the other (0: nothing learned)."""
+        if self.transit is None or self.calibration is None or self.geometry.model(a.camera, b.camera):
+            return 0.0  # overlapping views: geometry speaks for their hand-overs
+        leaving, entering = (a, b) if a.last_time <= b.first_time else (b, a)
+        first, second = sighting_of(leaving, -1), sighting_of(entering, -1)
+        return 0.0 if first is None or second is None else self.transit.llr(first, second)
+
+    def _transit_evidence(self, tracklet: Span, others: list[Span]) -> float:
+        """`_transit_llr` of `tracklet` after the identity's latest sighting in another camera before it."""
+        before = [s for s in others if s.camera != tracklet.camera and s.last_time <= tracklet.first_time]
+        return self._transit_llr(max(before, key=lambda s: s.last_time), tracklet) if before else 0.0

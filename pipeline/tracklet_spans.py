@@ -1,0 +1,103 @@
+"""Tracklets as the matcher reasons about them: where and when each was seen, and how it moved."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pipeline.transit import Sighting
+
+Box = tuple[float, float, float, float]  # x1, y1, x2, y2
+REJOIN_TOLERANCE = 0.75  # box heights between where a lost track's motion leads and where a new one starts
+MAX_SPEED_HEIGHTS_S = 1.5  # a walking person covers about one body height per second
+RESIZE_TOLERANCE = math.log(1.5)  # box height change of a continuation counted as one tolerance
+
+
+def foot(box: Box) -> tuple[float, float]:
+    return (box[0] + box[2]) / 2, box[3]
+
+
+def box_height(box: Box) -> float:
+    return box[3] - box[1]
+
+
+def sighting_of(span: Span, identity: int) -> Sighting | None:
+    """A tracklet as the transit model sees it; None where its boxes are not known."""
+    if span.first_box is None or span.last_box is None:
+        return None
+    height = (box_height(span.first_box) + box_height(span.last_box)) / 2
+    return Sighting(
+        span.camera,
+        identity,
+        span.first_time,
+        span.last_time,
+        foot(span.first_box),
+        foot(span.last_box),
+        height,
+    )
+
+
+def continuation_miss(earlier: Span, later: Span) -> float | None:
+    """How far `later` starts from where `earlier`'s motion leads, and how much its size differs, as a
+    share of what a lost track may drift in the gap (<= 1: a good continuation; beyond
+    _MAX_CONTINUATION_MISS: none); None where motion is unknown."""
+    if earlier.last_box is None or later.first_box is None:
+        return None
+    gap = max(later.first_time - earlier.last_time, 0.0)
+    height = max(box_height(earlier.last_box), box_height(later.first_box), 1.0)
+    resize = abs(math.log(max(box_height(later.first_box), 1.0) / max(box_height(earlier.last_box), 1.0)))
+    (ex, ey), (lx, ly) = foot(earlier.last_box), foot(later.first_box)
+    vx, vy = earlier.velocity
+    if float(np.hypot(vx, vy)) > MAX_SPEED_HEIGHTS_S * height:  # a jittery estimate: trust position only
+        vx, vy = 0.0, 0.0
+    miss = float(np.hypot(ex + vx * gap - lx, ey + vy * gap - ly))
+    return max(
+        miss / (height * (REJOIN_TOLERANCE + MAX_SPEED_HEIGHTS_S / 2 * gap)), resize / RESIZE_TOLERANCE
+    )
+
+
+@dataclass
+class Span:
+    """Where and when a tracklet was seen; the unit the constraints reason about."""
+
+    camera: str
+    first_frame: int
+    last_frame: int
+    first_time: float
+    last_time: float
+    first_box: Box | None = None  # None: motion unknown (a tracklet no longer remembered)
+    last_box: Box | None = None
+    velocity: tuple[float, float] = (0.0, 0.0)  # foot-point motion at the end, pixels per second
+    track_id: int = -1  # -1: not known (a tracklet no longer remembered)
+    appearance: np.ndarray | None = None  # (D,) unit tracklet feature, kept for the refinement
+    embeddings: int = 0  # how many embeddings the feature averages
+    global_id: int | None = None  # its identity, once decided
+
+
+@dataclass
+class OpenTracklet(Span):
+    """An open tracklet: its span, its accumulating feature and its current identity."""
+
+    feature_sum: np.ndarray | None = None
+    samples: list[tuple[np.ndarray, float]] = field(
+        default_factory=list
+    )  # (vector, quality), for calibration
+    since_decision: int = 0
+    closing: bool = False
+
+    def moved_to(self, box: Box, timestamp: float) -> None:
+        """Follow the tracklet's box; the velocity is smoothed so one jittery box does not swing it."""
+        if self.first_box is None:
+            self.first_box = box
+        elif self.last_box is not None and timestamp > self.last_time:
+            (px, py), (cx, cy) = foot(self.last_box), foot(box)
+            dt = timestamp - self.last_time
+            vx, vy = (cx - px) / dt, (cy - py) / dt
+            self.velocity = (0.5 * self.velocity[0] + 0.5 * vx, 0.5 * self.velocity[1] + 0.5 * vy)
+        self.last_box = box
+
+    def feature(self) -> np.ndarray:
+        assert self.feature_sum is not None
+        return (self.feature_sum / max(float(np.linalg.norm(self.feature_sum)), 1e-12)).astype(np.float32)
