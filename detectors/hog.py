@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from detectors.base import PERSON_CLASS_ID
+from detectors.base import PERSON_CLASS_ID, nms
 from pipeline.messages import Detections
 
 # The default people detector was trained on 64x128 INRIA windows holding a person about 32x96 px:
@@ -63,7 +63,7 @@ class HogDetector:
             return Detections.empty()
         rects = np.asarray(rects, np.float32).reshape(-1, 4) / self.upscale  # (N, 4) x, y, w, h
         margins = np.asarray(margins, np.float32).reshape(-1)
-        keep = _nms(rects, margins, self.nms_iou)
+        keep = nms(np.concatenate([rects[:, :2], rects[:, :2] + rects[:, 2:]], axis=1), margins, self.nms_iou)
         rects, margins = rects[keep], margins[keep]
         mx, my = (_WINDOW_MARGIN_X, _WINDOW_MARGIN_Y) if self.tight_boxes else (0.0, 0.0)
         x, y, w, h = rects.T
@@ -73,20 +73,3 @@ class HogDetector:
         confidence = np.tanh(np.clip(margins, 0, None) / 2.0)
         order = np.argsort(-confidence, kind="stable")
         return Detections.from_arrays(xyxy[order], confidence[order], np.full(len(order), PERSON_CLASS_ID))
-
-
-def _nms(rects: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
-    """Indices of the boxes greedy non-maximum suppression keeps, best first; rects are (N, 4) x, y, w, h."""
-    x1, y1 = rects[:, 0], rects[:, 1]
-    x2, y2 = x1 + rects[:, 2], y1 + rects[:, 3]
-    areas = rects[:, 2] * rects[:, 3]
-    order = np.argsort(-scores, kind="stable")
-    keep = []
-    while len(order):
-        best, rest = order[0], order[1:]
-        keep.append(best)
-        w = np.clip(np.minimum(x2[best], x2[rest]) - np.maximum(x1[best], x1[rest]), 0, None)
-        h = np.clip(np.minimum(y2[best], y2[rest]) - np.maximum(y1[best], y1[rest]), 0, None)
-        inter = w * h
-        order = rest[inter / (areas[best] + areas[rest] - inter) <= iou_threshold]
-    return np.asarray(keep, np.int64)

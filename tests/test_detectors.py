@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from detectors import create_detector, list_detectors
-from detectors.base import Detector
+from detectors.base import Detector, nms
 from detectors.yolo import YoloDetector, check_weights, resolve_weights
-from detectors.yolo_onnx import Letterbox, letterbox, nms
+from detectors.yolo_onnx import Letterbox, letterbox
 from pipeline.errors import PipelineError, WeightsError
 from pipeline.messages import Detections
 
