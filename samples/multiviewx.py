@@ -18,11 +18,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import yaml
 
 from pipeline.errors import PipelineError
 from pipeline.motchallenge import MOT_CLASS_IDS, write_mot_txt, write_seqinfo
-from pipeline.tools.multicam import MANIFEST_NAME
+from pipeline.tools.multicam import write_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -156,9 +155,7 @@ def make_multiviewx(
         "min_size": min_size,
         "cameras": entries,
     }
-    path = out_dir / MANIFEST_NAME
-    path.write_text(yaml.safe_dump(manifest, sort_keys=False, default_flow_style=None))
-    return path
+    return write_manifest(out_dir, manifest)
 
 
 def _link_images(images: Sequence[Path], folder: Path) -> None:

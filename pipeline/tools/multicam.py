@@ -152,6 +152,11 @@ def make_multicam(
         "min_size": min_size,
         "cameras": entries,
     }
+    return write_manifest(out_dir, manifest)
+
+
+def write_manifest(out_dir: Path, manifest: dict) -> Path:
+    """Write a multi-camera set's manifest (multicam.yaml) into `out_dir`; returns its path."""
     path = out_dir / MANIFEST_NAME
     path.write_text(yaml.safe_dump(manifest, sort_keys=False, default_flow_style=None))
     return path
