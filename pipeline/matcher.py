@@ -286,9 +286,8 @@ class Matcher(SiteEvidence, Refinement):
         for i, (tracklet, row) in enumerate(zip(rows, scores, strict=True)):
             for gid, score in row.items():
                 others = [s for s in spans.get(gid, []) if s is not tracklet]
-                score += self._continuation_evidence(tracklet, others) + self._transit_evidence(
-                    tracklet, others
-                )
+                score += self._continuation_evidence(tracklet, others, against)
+                score += self._transit_evidence(tracklet, others)
                 if score >= 0 and self._allowed(tracklet, others):
                     cost[i, column[gid]] = -score
         if self.calibration is not None:  # a fixed threshold leaves decisions to appearance alone
@@ -387,14 +386,13 @@ class Matcher(SiteEvidence, Refinement):
         for other in [*self._open.values(), *self._closed.values()]:
             if other.camera == tracklet.camera or other is tracklet:
                 continue
-            vector = (
-                other.feature()
-                if isinstance(other, OpenTracklet) and other.feature_sum is not None
-                else (other.appearance if not isinstance(other, OpenTracklet) else None)
-            )
-            if vector is None or not (
-                other.first_time < tracklet.last_time and tracklet.first_time < other.last_time
-            ):
+            if not (other.first_time < tracklet.last_time and tracklet.first_time < other.last_time):
+                continue  # not seen at once
+            if isinstance(other, OpenTracklet):
+                vector = None if other.feature_sum is None else other.feature()
+            else:
+                vector = other.appearance
+            if vector is None:
                 continue
             distance, model = self._geometric_distance(tracklet, other)
             if distance is None or model is None or model.confidence < 0.5:

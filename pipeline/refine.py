@@ -192,6 +192,7 @@ class Refinement:
         n = len(spans)
         scores = np.full((n, n), np.nan)
         forbidden = np.zeros((n, n), bool)
+        against = self._prior_odds_against()
         have = [i for i, s in enumerate(spans) if s.appearance is not None]
         if have:
             features = np.stack([spans[i].appearance for i in have])  # (m, D)
@@ -199,7 +200,7 @@ class Refinement:
             if self.calibration is None:
                 linked = sims - self.threshold
             else:
-                linked = self.calibration.llr(sims) - self._prior_odds_against()
+                linked = self.calibration.llr(sims) - against
             scores[np.ix_(have, have)] = linked
         for i in range(n):
             for j in range(i + 1, n):
@@ -212,7 +213,7 @@ class Refinement:
                         # between, not their likeness in one view (alike people in one view score alike)
                         scores[i, j] = scores[j, i] = np.nan
                         continue
-                    motion = None if forbidden[i, j] else self._continuation_llr(a, b)
+                    motion = None if forbidden[i, j] else self._continuation_llr(a, b, against)
                     if motion is not None and not np.isnan(scores[i, j]):
                         scores[i, j] = scores[j, i] = scores[i, j] + motion
                 elif a.last_time <= b.first_time or b.last_time <= a.first_time:

@@ -15,7 +15,7 @@ class SiteEvidence:
 
     Uses the matcher's `geometry` (OverlapLearner), `calibration` (ScoreCalibration or None for a fixed
     threshold), `transit` (TransitModel or None), `overlaps`, `transitions`, `rejoin_max_gap_s` and its
-    `_prior_odds_against()`.
+    prior odds against one identity where a caller hands them in.
     """
 
     def _allowed(self, tracklet: Span, others: list[Span]) -> bool:
@@ -99,12 +99,13 @@ class SiteEvidence:
         window = self.transitions.get((source, target)) if source != target else None
         return window is None or window[0] <= gap <= window[1]
 
-    def _continuation_llr(self, a: Span, b: Span) -> float | None:
+    def _continuation_llr(self, a: Span, b: Span, prior_odds_against: float) -> float | None:
         """Evidence that the later of two tracklets of one camera continues the earlier one's motion.
 
         A lost track restarted where the person was heading, soon after, is a likely continuation: the
-        prior odds against any one identity do not apply to it, and the closer the fit, the more it adds.
-        None where the pair is not a plausible continuation, or scores are a fixed threshold.
+        prior odds against any one identity (`prior_odds_against`, which the appearance score took off)
+        do not apply to it, and the closer the fit, the more it adds. None where the pair is not a
+        plausible continuation, or scores are a fixed threshold.
         """
         if self.calibration is None:
             return None
@@ -114,14 +115,14 @@ class SiteEvidence:
         miss = continuation_miss(earlier, later)
         if miss is None or miss > MAX_CONTINUATION_MISS:
             return None
-        return self._prior_odds_against() + CONTINUATION_LLR * (1.0 - miss)
+        return prior_odds_against + CONTINUATION_LLR * (1.0 - miss)
 
-    def _continuation_evidence(self, tracklet: Span, others: list[Span]) -> float:
+    def _continuation_evidence(self, tracklet: Span, others: list[Span], prior_odds_against: float) -> float:
         """`_continuation_llr` of `tracklet` after the identity's latest earlier tracklet in its camera."""
         before = [s for s in others if s.camera == tracklet.camera and s.last_time <= tracklet.first_time]
         if not before:
             return 0.0
-        llr = self._continuation_llr(max(before, key=lambda s: s.last_time), tracklet)
+        llr = self._continuation_llr(max(before, key=lambda s: s.last_time), tracklet, prior_odds_against)
         return 0.0 if llr is None else llr
 
     def _transit_llr(self, a: Span, b: Span) -> float:
