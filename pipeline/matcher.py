@@ -17,7 +17,7 @@ from pipeline.refine import Output, Refinement
 from pipeline.site_evidence import GEOMETRY_LLR, SiteEvidence
 from pipeline.store import EmbeddingStore, Key
 from pipeline.topology import TOPOLOGY_VERSION
-from pipeline.tracklet_spans import OpenTracklet, Span
+from pipeline.tracklet_spans import OpenTracklet, Span, close_pairs
 from pipeline.transit import TransitModel
 
 logger = logging.getLogger(__name__)
@@ -189,6 +189,7 @@ class Matcher(SiteEvidence, Refinement):
         times = self._camera_times.setdefault(tracks.camera_id, [tracks.timestamp, tracks.timestamp])
         times[0], times[1] = min(times[0], tracks.timestamp), max(times[1], tracks.timestamp)
         self.geometry.add_boxes(tracks.camera_id, tracks.timestamp, tracks.track_id, tracks.xyxy)
+        present = []
         for xyxy, track_id in zip(tracks.xyxy, tracks.track_id, strict=True):
             key = (tracks.camera_id, int(track_id))
             tracklet = self._open.get(key)
@@ -204,8 +205,12 @@ class Matcher(SiteEvidence, Refinement):
             tracklet.moved_to((x1, y1, x2, y2), tracks.timestamp)
             tracklet.last_frame = max(tracklet.last_frame, tracks.frame_index)
             tracklet.last_time = max(tracklet.last_time, tracks.timestamp)
+            present.append(tracklet)
             for early in self._early.pop(key, []):
                 self._on_embedding(early)
+        for i, j in close_pairs(tracks.xyxy):
+            present[i].met(present[j].track_id, tracks.timestamp)
+            present[j].met(present[i].track_id, tracks.timestamp)
 
     def _on_embedding(self, emb: Embedding) -> None:
         key = (emb.camera_id, int(emb.track_id))
@@ -260,7 +265,7 @@ class Matcher(SiteEvidence, Refinement):
                 tracklet.camera, tracklet.first_frame, tracklet.last_frame, tracklet.first_time,
                 tracklet.last_time, tracklet.first_box, tracklet.last_box, tracklet.velocity,
                 tracklet.track_id, None if tracklet.feature_sum is None else tracklet.feature(),
-                tracklet.embeddings, tracklet.global_id,
+                tracklet.embeddings, tracklet.global_id, tracklet.encounters,
             )  # fmt: skip
             while len(self._closed) > _CLOSED_MEMORY:
                 self._closed.popitem(last=False)

@@ -14,20 +14,27 @@ class SiteEvidence:
     """The constraints and the evidence of the site the Matcher weighs, as a mixin of it.
 
     Uses the matcher's `geometry` (OverlapLearner), `calibration` (ScoreCalibration or None for a fixed
-    threshold), `transit` (TransitModel or None), `overlaps`, `transitions`, `rejoin_max_gap_s` and its
-    prior odds against one identity where a caller hands them in.
+    threshold), `transit` (TransitModel or None), `overlaps`, `transitions`, `rejoin_max_gap_s`, its open
+    and recently closed tracklets (`_open`, `_closed`) and its prior odds against one identity where a
+    caller hands them in.
     """
 
     def _allowed(self, tracklet: Span, others: list[Span]) -> bool:
         """Whether `tracklet` may join an identity whose other tracklets (this session) are `others`."""
         before = [s for s in others if s.last_time <= tracklet.first_time]
         after = [s for s in others if s.first_time >= tracklet.last_time]
+        here = [s for s in others if s.camera == tracklet.camera]
+        if any(s.first_frame <= tracklet.last_frame and tracklet.first_frame <= s.last_frame for s in here):
+            return False  # two live tracks of one person in one camera
+        # a break in one camera is judged between neighbours: the tracklets just before and after this one
+        earlier = [s for s in here if s.last_time <= tracklet.first_time]
+        later = [s for s in here if s.first_time >= tracklet.last_time]
+        neighbours = [max(earlier, key=lambda s: s.last_time)] if earlier else []
+        neighbours += [min(later, key=lambda s: s.first_time)] if later else []
+        if not all(self._rejoin_ok(tracklet, s, others) for s in neighbours):
+            return False
         for other in others:
             if other.camera == tracklet.camera:
-                if other.first_frame <= tracklet.last_frame and tracklet.first_frame <= other.last_frame:
-                    return False  # two live tracks of one person in one camera
-                if not self._rejoin_ok(tracklet, other, others):
-                    return False
                 continue
             simultaneous = other.first_time < tracklet.last_time and tracklet.first_time < other.last_time
             if simultaneous and not self._may_be_together(tracklet, other):
@@ -92,8 +99,36 @@ class SiteEvidence:
                 and s.first_time < later.first_time
                 for s in others
             )
-        miss = continuation_miss(earlier, later)
+        miss = self._continuation_miss(earlier, later)
         return miss is None or miss <= MAX_CONTINUATION_MISS
+
+    def _continuation_miss(self, earlier: Span, later: Span) -> float | None:
+        """`continuation_miss` of two tracklets of one camera, where a crossing may have swapped people.
+
+        If the earlier tracklet met another track shortly before it ended, its person may have gone on
+        in that track, and the later one may continue that track's motion instead; likewise at the later
+        one's start. The best fit among these counts, so that motion leaves the choice to appearance.
+        """
+        miss = continuation_miss(earlier, later)
+        if miss is None:
+            return None
+        ends = [
+            earlier,
+            *(s for s in self._camera_partners(earlier, at_end=True) if s.last_time <= later.first_time),
+        ]
+        starts = [
+            later,
+            *(s for s in self._camera_partners(later, at_end=False) if s.first_time >= earlier.last_time),
+        ]
+        for end in ends:
+            for start in starts:
+                if end is not start and (alternative := continuation_miss(end, start)) is not None:
+                    miss = min(miss, alternative)
+        return miss
+
+    def _camera_partners(self, span: Span, at_end: bool) -> list[Span]:
+        found = ((span.camera, t) for t in span.partners(at_end))
+        return [s for key in found if (s := self._open.get(key) or self._closed.get(key)) is not None]
 
     def _transit_ok(self, source: str, target: str, gap: float) -> bool:
         window = self.transitions.get((source, target)) if source != target else None
@@ -112,7 +147,7 @@ class SiteEvidence:
         earlier, later = (a, b) if a.last_time <= b.first_time else (b, a)
         if later.first_time - earlier.last_time > self.rejoin_max_gap_s:
             return None
-        miss = continuation_miss(earlier, later)
+        miss = self._continuation_miss(earlier, later)
         if miss is None or miss > MAX_CONTINUATION_MISS:
             return None
         return prior_odds_against + CONTINUATION_LLR * (1.0 - miss)

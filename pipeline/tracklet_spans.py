@@ -13,6 +13,10 @@ Box = tuple[float, float, float, float]  # x1, y1, x2, y2
 REJOIN_TOLERANCE = 0.75  # box heights between where a lost track's motion leads and where a new one starts
 MAX_SPEED_HEIGHTS_S = 1.5  # a walking person covers about one body height per second
 RESIZE_TOLERANCE = math.log(1.5)  # box height change of a continuation counted as one tolerance
+# Two tracks whose feet come this close (in box heights) may swap people without the tracker noticing;
+# such a meeting this near a tracklet's start or end leaves who continues whom to the appearance.
+ENCOUNTER_DISTANCE = 0.5
+ENCOUNTER_WINDOW_S = 1.5
 
 
 def foot(box: Box) -> tuple[float, float]:
@@ -58,6 +62,17 @@ def continuation_miss(earlier: Span, later: Span) -> float | None:
     )
 
 
+def close_pairs(xyxy: np.ndarray) -> list[tuple[int, int]]:
+    """Index pairs (i < j) of the boxes (N, 4) of one frame whose feet are within ENCOUNTER_DISTANCE."""
+    if len(xyxy) < 2:
+        return []
+    feet = np.stack([(xyxy[:, 0] + xyxy[:, 2]) / 2, xyxy[:, 3]], axis=1)
+    heights = np.maximum(xyxy[:, 3] - xyxy[:, 1], 1.0)
+    distance = np.linalg.norm(feet[:, None] - feet[None], axis=2)
+    close = distance <= ENCOUNTER_DISTANCE * (heights[:, None] + heights[None]) / 2
+    return [(int(i), int(j)) for i, j in zip(*np.nonzero(np.triu(close, k=1)), strict=True)]
+
+
 @dataclass
 class Span:
     """Where and when a tracklet was seen; the unit the constraints reason about."""
@@ -74,6 +89,23 @@ class Span:
     appearance: np.ndarray | None = None  # (D,) unit tracklet feature, kept for the refinement
     embeddings: int = 0  # how many embeddings the feature averages
     global_id: int | None = None  # its identity, once decided
+    # other tracks of its camera it came close to: track id -> (first, last) time of those meetings
+    encounters: dict[int, tuple[float, float]] = field(default_factory=dict)
+
+    def met(self, track_id: int, timestamp: float) -> None:
+        first, _ = self.encounters.get(track_id, (timestamp, timestamp))
+        self.encounters[track_id] = (first, timestamp)
+
+    def partners(self, at_end: bool) -> list[int]:
+        """The tracks it met within ENCOUNTER_WINDOW_S of its end (or start): people it may have swapped
+        with, so that its end (start) may belong to one of them."""
+        if at_end:
+            return [
+                t for t, (_, last) in self.encounters.items() if last >= self.last_time - ENCOUNTER_WINDOW_S
+            ]
+        return [
+            t for t, (first, _) in self.encounters.items() if first <= self.first_time + ENCOUNTER_WINDOW_S
+        ]
 
 
 @dataclass

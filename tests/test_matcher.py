@@ -45,16 +45,20 @@ class Track:
 
 
 def script(tracks: list[Track], seed: int = 1) -> list:
-    """The messages a pipeline would send for `tracks`, in time order; embeddings spread over the track."""
+    """The messages a pipeline would send for `tracks`, in time order: one Tracks per camera and frame,
+    embeddings spread over each track."""
     rng = np.random.default_rng(seed)
     timed = []
+    for camera in sorted({t.camera for t in tracks}):
+        for f in sorted({f for t in tracks if t.camera == camera for f in range(t.first, t.last + 1)}):
+            seen = [t for t in tracks if t.camera == camera and t.first <= f <= t.last]
+            boxes = np.concatenate([t.box(f) for t in seen])
+            ids = np.array([t.track_id for t in seen], np.int64)
+            timed.append(
+                (f, 0, camera, Tracks(camera, f, f / FPS, boxes, np.ones(len(seen), np.float32), ids))
+            )
     for t in tracks:
         emb_frames = np.linspace(t.first, t.last, len(t.vectors) + 2).astype(int)[1:-1] if t.vectors else []
-        for f in range(t.first, t.last + 1):
-            msg = Tracks(
-                t.camera, f, f / FPS, t.box(f), np.ones(1, np.float32), np.array([t.track_id], np.int64)
-            )
-            timed.append((f, 0, t.camera, msg))
         for f, vector in zip(emb_frames, t.vectors, strict=True):
             noisy = unit(vector + t.noise * rng.standard_normal(DIM) / np.sqrt(DIM))
             timed.append((int(f), 1, t.camera, Embedding(t.camera, t.track_id, int(f), f / FPS, noisy, 1.0)))
@@ -126,6 +130,39 @@ def test_a_broken_track_is_healed_only_where_its_motion_leads(x0: float, linked:
     store = EmbeddingStore(None, dim=DIM)
     final, _ = run(Matcher(store, store.begin_session()), script(tracks))
     assert (final[("a", 1)] == final[("a", 2)]) == linked
+
+
+@pytest.mark.parametrize(("y_b", "swapped_linked"), [(0.0, True), (200.0, False)])
+def test_after_two_tracks_meet_appearance_decides_who_continues_whom(
+    y_b: float, swapped_linked: bool
+) -> None:
+    # A walks right, B walks left; where they meet (y_b = 0) the tracker may swap them, so the later
+    # tracks are linked by their looks even though each starts where the other's motion leads.
+    a, b = people(2)
+    tracks = [
+        Track("a", 1, 1, 30, [a] * 4, x0=0.0, vx=2.0),  # ends at x=58, heading right
+        Track("a", 2, 1, 30, [b] * 4, x0=120.0, vx=-2.0, y0=y_b),  # ends at x=62, heading left
+        Track("a", 3, 45, 60, [b] * 4, x0=88.0, vx=2.0),  # 1.5 s later, where track 1 was heading
+        Track("a", 4, 45, 60, [a] * 4, x0=32.0, vx=-2.0, y0=y_b),  # where track 2 was heading
+    ]
+    store = EmbeddingStore(None, dim=DIM)
+    final, _ = run(Matcher(store, store.begin_session()), script(tracks))
+    assert (final[("a", 1)] == final[("a", 4)]) == swapped_linked
+    assert (final[("a", 2)] == final[("a", 3)]) == swapped_linked
+    assert final[("a", 1)] != final[("a", 3)]
+
+
+def test_a_track_broken_twice_is_one_person_however_long_it_lasts() -> None:
+    # three pieces of one walk, each break short; the first and last are 5 s apart with no other camera
+    p = people(1)
+    tracks = [
+        Track("a", 1, 1, 30, [p[0]] * 4, x0=0.0, vx=1.0),
+        Track("a", 2, 33, 60, [p[0]] * 4, x0=32.0, vx=1.0),
+        Track("a", 3, 63, 90, [p[0]] * 4, x0=62.0, vx=1.0),
+    ]
+    store = EmbeddingStore(None, dim=DIM)
+    final, _ = run(Matcher(store, store.begin_session(), rejoin_max_gap_s=3.0), script(tracks))
+    assert final[("a", 1)] == final[("a", 2)] == final[("a", 3)]
 
 
 @pytest.mark.parametrize(("elsewhere", "linked"), [(False, False), (True, True)])
