@@ -26,6 +26,10 @@ _FORBIDDEN = 1e6  # cost of a pair the constraints rule out
 _CLOSED_MEMORY = 4096  # recently closed tracklets remembered, so that late embeddings are ignored
 _CALIBRATION_SAMPLES = 32  # embeddings a tracklet keeps for the score calibration
 DEFAULT_THRESHOLD = 0.85  # where the calibration starts, before the site has labelled any pairs
+# The most one appearance comparison may say either way. The calibration's positives are halves of one
+# track, more alike than two sightings of a person far apart, so its ratio overstates high similarities;
+# kept below GEOMETRY_LLR, a look-alike never outweighs where the overlapping views place a person.
+APPEARANCE_MAX_LLR = 3.0
 
 
 class Matcher(SiteEvidence, Refinement):
@@ -78,7 +82,7 @@ class Matcher(SiteEvidence, Refinement):
         self.calibration = (
             None
             if threshold is not None
-            else ScoreCalibration(prior_threshold=DEFAULT_THRESHOLD, model=model)
+            else ScoreCalibration(prior_threshold=DEFAULT_THRESHOLD, max_llr=APPEARANCE_MAX_LLR, model=model)
         )
         self.geometry = OverlapLearner()  # which views overlap, and how foot points map between them
         self.transit: TransitModel | None = None  # disjoint views: entry/exit zones and transit times
