@@ -9,6 +9,7 @@ not an exit; a visit cut by the start or end of a camera's stream has no entry o
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from collections import defaultdict
@@ -71,6 +72,13 @@ class Path:
         spread = min(float(np.std(t)), float(q75 - q25) / 1.34) or float(np.std(t))
         return max(floor_s, 0.9 * spread * len(t) ** -0.2)
 
+    def without(self, seconds: float) -> Path:
+        """The path less one link of this transit time, if it has one (a link matches to a microsecond)."""
+        for i, t in enumerate(self.transits):
+            if abs(t - seconds) < 1e-6:
+                return dataclasses.replace(self, transits=self.transits[:i] + self.transits[i + 1 :])
+        return self
+
     def density(self, seconds: float, floor_s: float) -> float:
         """Transit-time probability density at `seconds` (Gaussian kernels over the links, 1/s)."""
         t, width = np.asarray(self.transits), self.bandwidth_s(floor_s)
@@ -110,9 +118,10 @@ class TransitModel:
         """Log-likelihood ratio that `entering` (another camera, later) is `leaving`'s person walking on.
 
         0 where nothing was learned between the two cameras, or the gap is beyond any transit. On a
-        learned path, the transit-time density against a uniform one over `max_transit_s`; a hand-over
-        that none of the two cameras' learned paths allows (another exit, entry or no path) costs up to
-        `penalty`, as much as their best path is sure of itself.
+        learned path, the transit-time density over the path's links but the one this pair made (if it
+        made one) against a uniform one over `max_transit_s`; a hand-over that none of the two cameras'
+        learned paths allows (another exit, entry or no path) costs up to `penalty`, as much as their
+        best path is sure of itself.
         """
         gap = entering.first_time - leaving.last_time
         if leaving.camera == entering.camera or not 0 < gap <= self.max_transit_s:
@@ -124,7 +133,10 @@ class TransitModel:
         entry_zone = self.zone_of(entering.camera, "entry", entering.first_foot)
         for path in between:
             if (path.exit_zone, path.entry_zone) == (exit_zone, entry_zone):
-                return self._path_llr(path, gap)
+                # Scored on the path's other links: a hand-over learned from the identities is one of
+                # them, and would otherwise vouch for itself.
+                others = path.without(gap)
+                return self._path_llr(others, gap) if others.transits else 0.0
         # as much as the best path between the two cameras would have said for itself
         confidence = max(self._path_llr(p, p.median_s) for p in between)
         return -min(self.penalty, max(confidence, 0.0))

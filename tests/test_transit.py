@@ -136,3 +136,17 @@ def test_chance_links_spread_over_time_say_little() -> None:
     entering = Sighting("b", 1, 5.5, 6.0, (0.0, 0.0), (0.0, 0.0), 50.0)
     assert tight.llr(leaving, entering) > 2.0
     assert abs(spread.llr(leaving, entering)) < 0.5
+
+
+def test_a_hand_over_is_not_vouched_for_by_its_own_link() -> None:
+    # Two links at 4 s, and one at 26 s that only the hand-over being scored made: it stands alone.
+    zones = [Zone("a", "exit", (0.0, 0.0), 10.0, 5), Zone("b", "entry", (0.0, 0.0), 10.0, 5)]
+    model = TransitModel(zones, [TransitPath("a", 0, "b", 1, (4.0, 4.0, 26.0))])
+    leaving = Sighting("a", 1, 0.0, 1.0, (0.0, 0.0), (0.0, 0.0), 50.0)
+
+    def entering(gap_s: float) -> Sighting:
+        return Sighting("b", 1, 1.0 + gap_s, 9.0 + gap_s, (0.0, 0.0), (0.0, 0.0), 50.0)
+
+    assert model.llr(leaving, entering(26.0)) < 0.0
+    assert model.llr(leaving, entering(4.0)) > 1.0  # the other link at 4 s still vouches for it
+    assert model.llr(leaving, entering(26.5)) > model.llr(leaving, entering(26.0))  # not its own link
