@@ -29,6 +29,7 @@ from pipeline import build
 from pipeline.config import load
 from pipeline.evaluation import CROSS_CAMERA, evaluate, load_gt_manifest
 from pipeline.messages import CameraFinished, Detections, Embedding, Frame, Tracks
+from pipeline.sinks.exports import handover_ends
 from pipeline.store import EmbeddingStore
 
 logger = logging.getLogger("replay_suite")
@@ -175,11 +176,15 @@ def replay_set(path: Path, assets: Path, overrides: list[str]) -> dict:
         for message in messages:
             matcher.update(message)
         matcher.finish()
-        identity = {(t.camera, t.track_id): t.global_id for t in store.tracklets(session=session)}
+        records = store.tracklets(session=session)
+        identity = {(t.camera, t.track_id): t.global_id for t in records}
+        ends = handover_ends(records)
         pred = {c: [] for c in cameras}
         for m in messages:
             if isinstance(m, Tracks):
                 for box, conf, tid in zip(m.xyxy, m.confidence, m.track_id, strict=True):
+                    if m.frame_index > ends.get((m.camera_id, int(tid)), m.frame_index):
+                        continue
                     x1, y1, x2, y2 = box.tolist()
                     gid = identity[(m.camera_id, int(tid))]
                     pred[m.camera_id].append([m.frame_index, gid, x1, y1, x2 - x1, y2 - y1, conf, -1, -1, -1])

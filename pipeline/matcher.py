@@ -17,7 +17,7 @@ from pipeline.refine import Output, Refinement
 from pipeline.site_evidence import GEOMETRY_LLR, SiteEvidence
 from pipeline.store import EmbeddingStore, Key
 from pipeline.topology import TOPOLOGY_VERSION
-from pipeline.tracklet_spans import OpenTracklet, Span, close_pairs
+from pipeline.tracklet_spans import DUPLICATE_IOU, OpenTracklet, Span, box_ious, close_pairs
 from pipeline.transit import TransitModel
 
 logger = logging.getLogger(__name__)
@@ -44,9 +44,10 @@ class Matcher(SiteEvidence, Refinement):
     learned per site and model from the pairs the constraints label for free (see `ScoreCalibration`),
     starting from a prior around DEFAULT_THRESHOLD; a fixed `threshold` overrides it (1.0 links nothing).
 
-    Constraints: an identity holds at most one tracklet at a time in one camera; it is in one camera at a
-    time unless the pair is in `overlaps`; `transitions[(a, b)] = (min_s, max_s)` bounds the gap between
-    its last sighting in camera a and its first in camera b. Inside one camera, a tracklet joins an
+    Constraints: an identity holds at most one tracklet at a time in one camera (but for a track born on
+    its person's box that takes over within DUPLICATE_S; the exports then keep one box a frame); it is in
+    one camera at a time unless the pair is in `overlaps`; `transitions[(a, b)] = (min_s, max_s)` bounds
+    the gap between its last sighting in camera a and its first in camera b. Inside one camera, a tracklet joins an
     identity's earlier one only as the continuation of a lost track (within `rejoin_max_gap_s`, where
     its motion leads, at a similar size) or after the person was seen in another camera in between.
     Constraints compare tracklets of this session only: timestamps of earlier sessions are not on the
@@ -202,7 +203,7 @@ class Matcher(SiteEvidence, Refinement):
                     logger.warning("camera %s: track %d reappeared after it ended", *key)
                 tracklet = OpenTracklet(
                     tracks.camera_id, tracks.frame_index, tracks.frame_index, tracks.timestamp,
-                    tracks.timestamp, track_id=key[1],
+                    tracks.timestamp, track_id=key[1], born_on=self._doubled(tracks, xyxy),
                 )  # fmt: skip
                 self._open[key] = tracklet
             x1, y1, x2, y2 = (float(v) for v in xyxy)
@@ -215,6 +216,15 @@ class Matcher(SiteEvidence, Refinement):
         for i, j in close_pairs(tracks.xyxy):
             present[i].met(present[j].track_id, tracks.timestamp)
             present[j].met(present[i].track_id, tracks.timestamp)
+
+    def _doubled(self, tracks: Tracks, box: np.ndarray) -> int | None:
+        """The older open track whose box a new track's first box doubles (IoU >= DUPLICATE_IOU), if any."""
+        older = [
+            (iou, int(track_id))
+            for iou, track_id in zip(box_ious(box, tracks.xyxy), tracks.track_id, strict=True)
+            if iou >= DUPLICATE_IOU and (tracks.camera_id, int(track_id)) in self._open
+        ]
+        return max(older)[1] if older else None
 
     def _on_embedding(self, emb: Embedding) -> None:
         key = (emb.camera_id, int(emb.track_id))
@@ -269,7 +279,7 @@ class Matcher(SiteEvidence, Refinement):
                 tracklet.camera, tracklet.first_frame, tracklet.last_frame, tracklet.first_time,
                 tracklet.last_time, tracklet.first_box, tracklet.last_box, tracklet.velocity,
                 tracklet.track_id, None if tracklet.feature_sum is None else tracklet.feature(),
-                tracklet.embeddings, tracklet.global_id, tracklet.encounters,
+                tracklet.embeddings, tracklet.global_id, tracklet.encounters, tracklet.born_on,
             )  # fmt: skip
             while len(self._closed) > _CLOSED_MEMORY:
                 self._closed.popitem(last=False)

@@ -10,7 +10,7 @@ import numpy as np
 
 from pipeline.messages import Assignment, IdentityEvent
 from pipeline.site_evidence import GEOMETRY_LLR
-from pipeline.tracklet_spans import Span, sighting_of
+from pipeline.tracklet_spans import Span, live_together, sighting_of
 from pipeline.transit import learn_transit
 
 logger = logging.getLogger(__name__)
@@ -206,7 +206,7 @@ class Refinement:
             for j in range(i + 1, n):
                 a, b = spans[i], spans[j]
                 if a.camera == b.camera:
-                    forbidden[i, j] = a.first_frame <= b.last_frame and b.first_frame <= a.last_frame
+                    forbidden[i, j] = live_together(a, b)
                     gap = max(a.first_time - b.last_time, b.first_time - a.last_time)
                     if gap > self.rejoin_max_gap_s:
                         # left the view and came back: what links the two is the sighting elsewhere in

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.tracklet_spans import Span, continuation_miss, sighting_of
+from pipeline.tracklet_spans import Span, continuation_miss, live_together, sighting_of
 
 GEOMETRY_LLR = 4.0  # log-likelihood ratio of two tracklets at corresponding places in overlapping views
 GEOMETRY_MIN_COMMON = 3  # moments seen together before geometry speaks
@@ -24,11 +24,11 @@ class SiteEvidence:
         before = [s for s in others if s.last_time <= tracklet.first_time]
         after = [s for s in others if s.first_time >= tracklet.last_time]
         here = [s for s in others if s.camera == tracklet.camera]
-        if any(s.first_frame <= tracklet.last_frame and tracklet.first_frame <= s.last_frame for s in here):
+        if any(live_together(s, tracklet) for s in here):
             return False  # two live tracks of one person in one camera
         # a break in one camera is judged between neighbours: the tracklets just before and after this one
-        earlier = [s for s in here if s.last_time <= tracklet.first_time]
-        later = [s for s in here if s.first_time >= tracklet.last_time]
+        earlier = [s for s in here if s.first_time < tracklet.first_time]
+        later = [s for s in here if s.first_time > tracklet.first_time]
         neighbours = [max(earlier, key=lambda s: s.last_time)] if earlier else []
         neighbours += [min(later, key=lambda s: s.first_time)] if later else []
         if not all(self._rejoin_ok(tracklet, s, others) for s in neighbours):
@@ -90,7 +90,7 @@ class SiteEvidence:
         have been seen in another camera in between (left the view and came back); a person does not
         vanish in the middle of a view for long and reappear as someone the tracker never followed.
         """
-        earlier, later = (other, tracklet) if other.last_time <= tracklet.first_time else (tracklet, other)
+        earlier, later = (other, tracklet) if other.first_time < tracklet.first_time else (tracklet, other)
         gap = later.first_time - earlier.last_time
         if gap > self.rejoin_max_gap_s:
             return any(
@@ -144,7 +144,7 @@ class SiteEvidence:
         """
         if self.calibration is None:
             return None
-        earlier, later = (a, b) if a.last_time <= b.first_time else (b, a)
+        earlier, later = (a, b) if a.first_time < b.first_time else (b, a)
         if later.first_time - earlier.last_time > self.rejoin_max_gap_s:
             return None
         miss = self._continuation_miss(earlier, later)
@@ -154,7 +154,7 @@ class SiteEvidence:
 
     def _continuation_evidence(self, tracklet: Span, others: list[Span], prior_odds_against: float) -> float:
         """`_continuation_llr` of `tracklet` after the identity's latest earlier tracklet in its camera."""
-        before = [s for s in others if s.camera == tracklet.camera and s.last_time <= tracklet.first_time]
+        before = [s for s in others if s.camera == tracklet.camera and s.first_time < tracklet.first_time]
         if not before:
             return 0.0
         llr = self._continuation_llr(max(before, key=lambda s: s.last_time), tracklet, prior_odds_against)

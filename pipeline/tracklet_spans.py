@@ -17,6 +17,10 @@ RESIZE_TOLERANCE = math.log(1.5)  # box height change of a continuation counted 
 # such a meeting this near a tracklet's start or end leaves who continues whom to the appearance.
 ENCOUNTER_DISTANCE = 0.5
 ENCOUNTER_WINDOW_S = 1.5
+# A track born with its box on an older track's (this IoU or more) is a second box on one person when
+# the older one ends within DUPLICATE_S: a hand-over between two tracks of one person, not two people.
+DUPLICATE_IOU = 0.5
+DUPLICATE_S = 1.0
 
 
 def foot(box: Box) -> tuple[float, float]:
@@ -73,6 +77,34 @@ def close_pairs(xyxy: np.ndarray) -> list[tuple[int, int]]:
     return [(int(i), int(j)) for i, j in zip(*np.nonzero(np.triu(close, k=1)), strict=True)]
 
 
+def box_ious(box: Box, boxes: np.ndarray) -> np.ndarray:
+    """IoU of one box with each of `boxes` (N, 4)."""
+    x1, y1 = np.maximum(box[0], boxes[:, 0]), np.maximum(box[1], boxes[:, 1])
+    x2, y2 = np.minimum(box[2], boxes[:, 2]), np.minimum(box[3], boxes[:, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    union = (box[2] - box[0]) * (box[3] - box[1]) + areas - inter
+    return inter / np.maximum(union, 1e-9)
+
+
+def duplicate_handover(earlier: Span, later: Span) -> bool:
+    """Whether `later` was born on `earlier`'s person and `earlier` ended soon after (DUPLICATE_S)."""
+    return (
+        later.born_on == earlier.track_id
+        and later.camera == earlier.camera
+        and earlier.first_time < later.first_time
+        and earlier.last_time - later.first_time <= DUPLICATE_S
+    )
+
+
+def live_together(a: Span, b: Span) -> bool:
+    """Whether two tracklets of one camera were live at once, so that they are two people; a duplicate
+    hand-over (one person's track taken over by a second box on them) is not."""
+    if not (a.first_frame <= b.last_frame and b.first_frame <= a.last_frame):
+        return False
+    return not (duplicate_handover(a, b) or duplicate_handover(b, a))
+
+
 @dataclass
 class Span:
     """Where and when a tracklet was seen; the unit the constraints reason about."""
@@ -91,6 +123,7 @@ class Span:
     global_id: int | None = None  # its identity, once decided
     # other tracks of its camera it came close to: track id -> (first, last) time of those meetings
     encounters: dict[int, tuple[float, float]] = field(default_factory=dict)
+    born_on: int | None = None  # the older track of its camera its first box doubled, if any
 
     def met(self, track_id: int, timestamp: float) -> None:
         first, _ = self.encounters.get(track_id, (timestamp, timestamp))

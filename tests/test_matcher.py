@@ -152,6 +152,20 @@ def test_after_two_tracks_meet_appearance_decides_who_continues_whom(
     assert final[("a", 1)] != final[("a", 3)]
 
 
+@pytest.mark.parametrize(("last", "linked"), [(30, True), (50, False)])
+def test_a_track_born_on_another_that_ends_soon_after_takes_it_over(last: int, linked: bool) -> None:
+    # track 2's first box is track 1's (a second box on one person); track 1 ends 2 frames later, or
+    # runs on beside it for 2 s, when the two are two people
+    p = people(1)
+    tracks = [
+        Track("a", 1, 1, last, [p[0]] * 4, x0=0.0, vx=1.0),
+        Track("a", 2, 28, 80, [p[0]] * 4, x0=27.0, vx=1.0 if linked else 0.0),
+    ]
+    store = EmbeddingStore(None, dim=DIM)
+    final, _ = run(Matcher(store, store.begin_session()), script(tracks))
+    assert (final[("a", 1)] == final[("a", 2)]) == linked
+
+
 def test_a_track_broken_twice_is_one_person_however_long_it_lasts() -> None:
     # three pieces of one walk, each break short; the first and last are 5 s apart with no other camera
     p = people(1)

@@ -97,3 +97,28 @@ def test_tracks_json_lists_each_appearance_s_thumbnails(tmp_path):
     assert appearances[1]["thumbnails"] == ["thumbnails/cam/1/000002.jpg", "thumbnails/cam/1/000001.jpg"]
     assert appearances[2]["thumbnails"] == []
     assert all((tmp_path / p).is_file() for p in appearances[1]["thumbnails"])
+
+
+def test_an_identity_has_one_box_a_frame_where_its_next_track_took_over(tmp_path):
+    store = EmbeddingStore(None, dim=4)
+    session = store.begin_session()
+    gid = store.new_identity(0.0)
+    for track_id, first, last in ((1, 1, 3), (2, 2, 4)):  # track 2 took over at frame 2
+        store.upsert_tracklet(
+            session, "cam", track_id, global_id=gid, first_frame=first, last_frame=last,
+            first_time=first / 10, last_time=last / 10,
+        )  # fmt: skip
+        store.add_boxes(
+            [
+                (session, "cam", track_id, f, 10.0 * track_id, 2.0, 30.0, 60.0, 0.9)
+                for f in range(first, last + 1)
+            ]
+        )
+    write_exports(store, session, [{"id": "cam", "source": "a.mp4", "fps": 10.0, "frames": 4}], tmp_path)
+    rows = [line.split(",")[:3] for line in (tmp_path / "mot" / "cam.txt").read_text().splitlines()]
+    assert sorted(rows) == [
+        ["1", "1", "10.00"],
+        ["2", "1", "20.00"],
+        ["3", "1", "20.00"],
+        ["4", "1", "20.00"],
+    ]

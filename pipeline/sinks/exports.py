@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import defaultdict
 from pathlib import Path
@@ -20,12 +21,13 @@ def write_exports(store, session: int, cameras: list[dict], out_dir: Path) -> No
     """
     tracklets = [t for t in store.tracklets(session) if t.global_id is not None]
     global_ids = {(t.camera, t.track_id): t.global_id for t in tracklets}
+    ends = handover_ends(tracklets)
     boxes: dict[tuple[str, int], list] = defaultdict(list)
     for camera in cameras:
         with atomic_open(out_dir / "mot" / f"{camera['id']}.txt") as mot:
             for track_id, frame, x1, y1, x2, y2, conf in store.boxes(session, camera["id"]):
                 global_id = global_ids.get((camera["id"], track_id))
-                if global_id is None:
+                if global_id is None or frame > ends.get((camera["id"], track_id), frame):
                     continue
                 mot.write(
                     f"{frame},{global_id},{x1:.2f},{y1:.2f},{x2 - x1:.2f},{y2 - y1:.2f},{conf:.3f},-1,-1,-1\n"
@@ -34,6 +36,22 @@ def write_exports(store, session: int, cameras: list[dict], out_dir: Path) -> No
                     [frame, round(x1, 2), round(y1, 2), round(x2, 2), round(y2, 2), round(conf, 3)]
                 )
     write_tracks_json(cameras, tracklets, boxes, out_dir / "tracks.json")
+
+
+def handover_ends(tracklets: list) -> dict[tuple[str, int], int]:
+    """(camera, track id) -> last frame to export, for tracklets whose identity's next tracklet in that
+    camera began before they ended (a second box on one person took over): the person has one box a frame.
+    """
+    by_identity: dict[tuple[str, int], list] = defaultdict(list)
+    for t in tracklets:
+        by_identity[t.camera, t.global_id].append(t)
+    ends = {}
+    for group in by_identity.values():
+        group.sort(key=lambda t: t.first_frame)
+        for earlier, later in itertools.pairwise(group):
+            if later.first_frame <= earlier.last_frame:
+                ends[earlier.camera, earlier.track_id] = later.first_frame - 1
+    return ends
 
 
 def write_tracks_json(cameras: list[dict], tracklets: list, boxes: dict, path: Path) -> None:
