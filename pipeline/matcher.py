@@ -47,9 +47,10 @@ class Matcher(SiteEvidence, Refinement):
     Constraints: an identity holds at most one tracklet at a time in one camera (but for a track born on
     its person's box that takes over within DUPLICATE_S; the exports then keep one box a frame); it is in
     one camera at a time unless the pair is in `overlaps`; `transitions[(a, b)] = (min_s, max_s)` bounds
-    the gap between its last sighting in camera a and its first in camera b. Inside one camera, a tracklet joins an
-    identity's earlier one only as the continuation of a lost track (within `rejoin_max_gap_s`, where
-    its motion leads, at a similar size) or after the person was seen in another camera in between.
+    the gap between its last sighting in camera a and its first in camera b. Inside one camera, a
+    tracklet joins an identity's earlier one only as the continuation of a lost track (within
+    `rejoin_max_gap_s`, where its motion, or that of a track it met just before, leads, at a similar
+    size) or after the person was seen in another camera in between.
     Constraints compare tracklets of this session only: timestamps of earlier sessions are not on the
     same clock.
 
