@@ -160,7 +160,7 @@ class Refinement:
 
         def allowed(members: list[int]) -> bool:
             group = [spans[m] for m in members]
-            return all(self._allowed(s, [o for o in group if o is not s]) for s in group)
+            return all(self._allowed(s, [o for o in group if o is not s], resolving=True) for s in group)
 
         current = [records[k].global_id for k in keys]
         labels = cluster_tracklets(scores, forbidden, initial=current, allowed=allowed)
@@ -221,7 +221,7 @@ class Refinement:
                     if transit and not np.isnan(scores[i, j]):
                         scores[i, j] = scores[j, i] = scores[i, j] + transit
                 else:
-                    if not self._may_be_together(a, b):
+                    if not self._may_be_together(a, b, resolving=True):
                         forbidden[i, j] = True
                     elif self.calibration is not None and self._seen_together(a, [b]):
                         both = np.nan_to_num(scores[i, j], nan=-np.inf)

@@ -6,6 +6,9 @@ from pipeline.tracklet_spans import Span, continuation_miss, live_together, sigh
 
 GEOMETRY_LLR = 4.0  # log-likelihood ratio of two tracklets at corresponding places in overlapping views
 GEOMETRY_MIN_COMMON = 3  # moments seen together before geometry speaks
+# Views whose cameras ran together for less than this in a whole run could not show whether they overlap:
+# when the run is re-solved at its end, a person may be in both at once there, and looks decide.
+UNDECIDED_OVERLAP_S = 10.0
 CONTINUATION_LLR = 2.0  # log-likelihood ratio of a lost track restarting exactly where its motion led
 MAX_CONTINUATION_MISS = 1.0  # tolerances beyond which a later track cannot continue an earlier one
 
@@ -15,12 +18,13 @@ class SiteEvidence:
 
     Uses the matcher's `geometry` (OverlapLearner), `calibration` (ScoreCalibration or None for a fixed
     threshold), `transit` (TransitModel or None), `overlaps`, `transitions`, `rejoin_max_gap_s`, its open
-    and recently closed tracklets (`_open`, `_closed`) and its prior odds against one identity where a
-    caller hands them in.
+    and recently closed tracklets (`_open`, `_closed`), each camera's time span (`_camera_times`) and its
+    prior odds against one identity where a caller hands them in.
     """
 
-    def _allowed(self, tracklet: Span, others: list[Span]) -> bool:
-        """Whether `tracklet` may join an identity whose other tracklets (this session) are `others`."""
+    def _allowed(self, tracklet: Span, others: list[Span], resolving: bool = False) -> bool:
+        """Whether `tracklet` may join an identity whose other tracklets (this session) are `others`;
+        `resolving`: in a refinement, with all the data so far (see `_may_be_together`)."""
         before = [s for s in others if s.last_time <= tracklet.first_time]
         after = [s for s in others if s.first_time >= tracklet.last_time]
         here = [s for s in others if s.camera == tracklet.camera]
@@ -37,7 +41,7 @@ class SiteEvidence:
             if other.camera == tracklet.camera:
                 continue
             simultaneous = other.first_time < tracklet.last_time and tracklet.first_time < other.last_time
-            if simultaneous and not self._may_be_together(tracklet, other):
+            if simultaneous and not self._may_be_together(tracklet, other, resolving):
                 return False  # in two cameras at once, where their views cannot both see one person
         if before:
             last = max(before, key=lambda s: s.last_time)
@@ -62,12 +66,26 @@ class SiteEvidence:
             return None, model
         return model.distance(first, second, min_common=GEOMETRY_MIN_COMMON), model
 
-    def _may_be_together(self, tracklet: Span, other: Span) -> bool:
-        """Whether one person may be seen at once in the two tracklets' cameras, where they are."""
+    def _may_be_together(self, tracklet: Span, other: Span, resolving: bool = False) -> bool:
+        """Whether one person may be seen at once in the two tracklets' cameras, where they are.
+
+        Without a learned overlap only a declared one allows it; or, `resolving` (a refinement, with all
+        its data), cameras that ran together too briefly (UNDECIDED_OVERLAP_S) to learn whether they do.
+        """
         distance, model = self._geometric_distance(tracklet, other)
-        if model is None:  # no learned overlap: only a declared one allows it
-            return frozenset((other.camera, tracklet.camera)) in self.overlaps
+        if model is None:
+            if frozenset((other.camera, tracklet.camera)) in self.overlaps:
+                return True
+            return resolving and self._run_together(tracklet.camera, other.camera) < UNDECIDED_OVERLAP_S
         return distance is None or distance <= model.tolerance or model.confidence < 0.5
+
+    def _run_together(self, a: str, b: str) -> float:
+        """Seconds of data time during which both cameras have been streaming."""
+        (first_a, last_a), (first_b, last_b) = (
+            self._camera_times.get(a, (0, 0)),
+            self._camera_times.get(b, (0, 0)),
+        )
+        return max(min(last_a, last_b) - max(first_a, first_b), 0.0)
 
     def _seen_together(self, tracklet: Span, others: list[Span]) -> bool:
         """Whether the identity's tracklets in an overlapping view walk where this tracklet does."""
