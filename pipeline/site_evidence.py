@@ -7,8 +7,10 @@ from pipeline.tracklet_spans import Span, continuation_miss, live_together, sigh
 GEOMETRY_LLR = 4.0  # log-likelihood ratio of two tracklets at corresponding places in overlapping views
 GEOMETRY_MIN_COMMON = 3  # moments seen together before geometry speaks
 # Views whose cameras ran together for less than this in a whole run could not show whether they overlap:
-# when the run is re-solved at its end, a person may be in both at once there, and looks decide.
+# when the run is re-solved at its end, a person may be in both at once there, and looks decide, between
+# tracklets whose features average UNDECIDED_MIN_EMBEDDINGS crops or more (the calibration's own bar).
 UNDECIDED_OVERLAP_S = 10.0
+UNDECIDED_MIN_EMBEDDINGS = 4
 CONTINUATION_LLR = 2.0  # log-likelihood ratio of a lost track restarting exactly where its motion led
 MAX_CONTINUATION_MISS = 1.0  # tolerances beyond which a later track cannot continue an earlier one
 
@@ -70,13 +72,18 @@ class SiteEvidence:
         """Whether one person may be seen at once in the two tracklets' cameras, where they are.
 
         Without a learned overlap only a declared one allows it; or, `resolving` (a refinement, with all
-        its data), cameras that ran together too briefly (UNDECIDED_OVERLAP_S) to learn whether they do.
+        its data), cameras that ran together too briefly (UNDECIDED_OVERLAP_S) to learn whether they do,
+        for tracklets whose looks are well measured (UNDECIDED_MIN_EMBEDDINGS).
         """
         distance, model = self._geometric_distance(tracklet, other)
         if model is None:
             if frozenset((other.camera, tracklet.camera)) in self.overlaps:
                 return True
-            return resolving and self._run_together(tracklet.camera, other.camera) < UNDECIDED_OVERLAP_S
+            return (
+                resolving
+                and self._run_together(tracklet.camera, other.camera) < UNDECIDED_OVERLAP_S
+                and min(tracklet.embeddings, other.embeddings) >= UNDECIDED_MIN_EMBEDDINGS
+            )
         return distance is None or distance <= model.tolerance or model.confidence < 0.5
 
     def _run_together(self, a: str, b: str) -> float:

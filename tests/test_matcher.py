@@ -213,13 +213,17 @@ def test_overlapping_views_are_learned_and_link_look_alikes_by_where_they_walk()
 
 
 @pytest.mark.parametrize(
-    ("overlaps", "last", "linked"), [((), 400, False), ((("a", "b"),), 400, True), ((), 60, True)]
+    ("overlaps", "last", "crops", "linked"),
+    [((), 400, 4, False), ((("a", "b"),), 400, 4, True), ((), 60, 4, True), ((), 60, 2, False)],
 )
-def test_an_identity_is_in_two_cameras_at_once_only_where_they_may_overlap(overlaps, last, linked) -> None:
+def test_an_identity_is_in_two_cameras_at_once_only_where_they_may_overlap(
+    overlaps, last, crops, linked
+) -> None:
     # Views not declared to overlap that ran together for 40 s with no overlap learned are disjoint; in a
-    # clip too short (6 s) to learn whether they overlap, looks decide when the run is re-solved.
+    # clip too short (6 s) to learn whether they overlap, looks decide when the run is re-solved, where
+    # they are measured on enough crops.
     p = people(1)
-    tracks = [Track("a", 1, 1, last - 10, [p[0]] * 4), Track("b", 1, 10, last, [p[0]] * 4)]
+    tracks = [Track("a", 1, 1, last - 10, [p[0]] * crops), Track("b", 1, 10, last, [p[0]] * crops)]
     store = EmbeddingStore(None, dim=DIM)
     final, _ = run(Matcher(store, store.begin_session(), overlaps=overlaps), script(tracks))
     assert (final[("a", 1)] == final[("b", 1)]) == linked
