@@ -39,9 +39,7 @@ class SiteEvidence:
         neighbours += [min(later, key=lambda s: s.first_time)] if later else []
         if not all(self._rejoin_ok(tracklet, s, others) for s in neighbours):
             return False
-        for other in others:
-            if other.camera == tracklet.camera:
-                continue
+        for other in (s for s in others if s.camera != tracklet.camera):
             simultaneous = other.first_time < tracklet.last_time and tracklet.first_time < other.last_time
             if simultaneous and not self._may_be_together(tracklet, other, resolving):
                 return False  # in two cameras at once, where their views cannot both see one person
