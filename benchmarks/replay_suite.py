@@ -31,6 +31,7 @@ from pipeline.evaluation import CROSS_CAMERA, evaluate, load_gt_manifest
 from pipeline.messages import CameraFinished, Detections, Embedding, Frame, Tracks
 from pipeline.sinks.exports import handover_ends
 from pipeline.store import EmbeddingStore
+from pipeline.tracklet_spans import box_ious
 
 logger = logging.getLogger("replay_suite")
 
@@ -38,16 +39,6 @@ RECORD_CONFIDENCE = 0.05  # detections kept; replays apply the configured confid
 EMBED_CONFIDENCE = 0.3  # detections embedded (the sampler takes crops of confidence >= 0.4 by default)
 EMBED_MIN_HEIGHT = 32
 MATCH_IOU = 0.5  # a sampled track box takes the embedding of the recorded detection it overlaps this much
-
-
-def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    x1 = np.maximum(box[0], boxes[:, 0])
-    y1 = np.maximum(box[1], boxes[:, 1])
-    x2 = np.minimum(box[2], boxes[:, 2])
-    y2 = np.minimum(box[3], boxes[:, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])  # noqa: E731
-    return inter / np.maximum(area(box) + area(boxes) - inter, 1e-9)
 
 
 def record_set(name: str, assets: Path, out: Path, frames: int | None) -> Path:
@@ -135,7 +126,7 @@ def _camera_messages(config, camera_id: str, data) -> list[tuple[float, int, obj
             box = tracks.xyxy[int(np.flatnonzero(tracks.track_id == crop.track_id)[0])]
             if not len(rows):
                 continue
-            ious = _iou(box, table[rows, 2:6])
+            ious = box_ious(box, table[rows, 2:6])
             best = int(np.argmax(ious))
             vector = vectors[rows[best]] if vectors.shape[1] else None
             if ious[best] < MATCH_IOU or vector is None or np.isnan(vector).any():

@@ -86,10 +86,8 @@ class SiteEvidence:
 
     def _run_together(self, a: str, b: str) -> float:
         """Seconds of data time during which both cameras have been streaming."""
-        (first_a, last_a), (first_b, last_b) = (
-            self._camera_times.get(a, (0, 0)),
-            self._camera_times.get(b, (0, 0)),
-        )
+        first_a, last_a = self._camera_times.get(a, (0.0, 0.0))
+        first_b, last_b = self._camera_times.get(b, (0.0, 0.0))
         return max(min(last_a, last_b) - max(first_a, first_b), 0.0)
 
     def _seen_together(self, tracklet: Span, others: list[Span]) -> bool:
