@@ -41,13 +41,14 @@ EMBED_MIN_HEIGHT = 32
 MATCH_IOU = 0.5  # a sampled track box takes the embedding of the recorded detection it overlaps this much
 
 
-def record_set(name: str, assets: Path, out: Path, frames: int | None) -> Path:
-    """Build one set, detect and embed every camera; write OUT/<name>.npz and return its path."""
+def record_set(name: str, assets: Path, out: Path, frames: int | None, overrides: list[str]) -> Path:
+    """Build one set, detect and embed every camera (`overrides`: config KEY=VALUE, such as detector
+    settings); write OUT/<name>.npz and return its path."""
     set_dir = out / "sets" / name
     manifest = SETS[name].build(assets, set_dir, frames)
     config = load(
         write_set_config(set_dir / "cameras.yaml", assets, manifest),
-        [f"detector.confidence={RECORD_CONFIDENCE}"],
+        [*overrides, f"detector.confidence={RECORD_CONFIDENCE}"],
     )
     embedder = build.build_embedder(config, "cpu")
     arrays: dict[str, np.ndarray] = {}
@@ -207,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.action == "record":
         for name in args.sets:
             if (args.assets / SETS[name].footage).exists():
-                record_set(name, args.assets.resolve(), args.out.resolve(), args.frames)
+                record_set(name, args.assets.resolve(), args.out.resolve(), args.frames, args.overrides)
         return 0
     rows = []
     for name in args.sets:

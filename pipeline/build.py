@@ -100,8 +100,10 @@ def build_detector(config: RunConfig, camera: CameraConfig, device: str):
     from detectors import create_detector
 
     detector = config.detector
+    if detector.name == "mot":
+        return create_detector("mot", path=camera.detections, min_confidence=detector.confidence)
     if detector.name == "yolo":
-        return create_detector(
+        found = create_detector(
             "yolo",
             weights=detector.weights,
             confidence=detector.confidence,
@@ -109,9 +111,13 @@ def build_detector(config: RunConfig, camera: CameraConfig, device: str):
             imgsz=detector.imgsz,
             device=device,
         )
-    if detector.name == "mot":
-        return create_detector("mot", path=camera.detections, min_confidence=detector.confidence)
-    return create_detector(detector.name)
+    else:
+        found = create_detector(detector.name)
+    if detector.tiles == 1:
+        return found
+    from detectors.tiling import TiledDetector
+
+    return TiledDetector(found, grid=detector.tiles)
 
 
 def build_detection_stage(config: RunConfig, device: str):

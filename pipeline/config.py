@@ -47,6 +47,9 @@ class DetectorConfig:
     confidence: float = bounded(0.25, ge=0, le=1)
     iou: float = bounded(0.7, ge=0, le=1)
     imgsz: int = bounded(640, gt=0, multiple_of=32)  # YOLO strides divide it
+    # Also detect in tiles x tiles overlapping parts of each frame (1: the whole frame only), for people
+    # too small at imgsz, such as far-off people in 1080p views; each frame then costs 1 + tiles² inputs.
+    tiles: int = bounded(1, ge=1, le=4)
     # Frames of all cameras batched per detector call, held at most max_wait_ms (`batch` is the old name).
     max_batch: int = bounded(4, ge=1)
     max_wait_ms: float = bounded(10.0, ge=0)

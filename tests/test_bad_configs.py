@@ -142,6 +142,8 @@ CASES = [
     ("det-imgsz-zero", P("detector.imgsz", 0), "detector.imgsz: must be > 0"),
     ("det-imgsz-negative", P("detector.imgsz", -64), "detector.imgsz: must be > 0"),
     ("det-imgsz-float", P("detector.imgsz", 640.0), "detector.imgsz: expected int, got float"),
+    ("det-tiles-zero", P("detector.tiles", 0), "detector.tiles: must be in [1, 4], got 0"),
+    ("det-tiles-many", P("detector.tiles", 5), "detector.tiles: must be in [1, 4], got 5"),
     ("det-batch-zero", P("detector.batch", 0), "detector.batch: must be >= 1"),
     ("det-name", P("detector.name", "yolov8"), "detector.name: expected one of yolo, hog, mot"),
     ("det-weights-unset", P("detector.weights", DELETE), "detector.weights: the yolo detector needs a weights file"),
