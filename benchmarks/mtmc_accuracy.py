@@ -150,8 +150,11 @@ class SetResult:
         }
 
 
-def run_set(suite_set: SuiteSet, assets: Path, out: Path, frames: int | None) -> SetResult:
-    """Build one set under `out/sets`, run it linked and unlinked under `out/runs`, evaluate both."""
+def run_set(
+    suite_set: SuiteSet, assets: Path, out: Path, frames: int | None, overrides: Sequence[str] = ()
+) -> SetResult:
+    """Build one set under `out/sets`, run it linked and unlinked under `out/runs` (with config
+    `overrides`, KEY=VALUE), evaluate both."""
     began = time.perf_counter()
     set_dir = out / "sets" / suite_set.name
     manifest = suite_set.build(assets, set_dir, frames)
@@ -165,11 +168,11 @@ def run_set(suite_set: SuiteSet, assets: Path, out: Path, frames: int | None) ->
     )
     config = write_set_config(set_dir / "cameras.yaml", assets, manifest, suite_set.topology)
     results, seconds = {}, {}
-    for mode, overrides in (("linked", ()), ("unlinked", (UNLINKED,))):
+    for mode, extra in (("linked", ()), ("unlinked", (UNLINKED,))):
         run_dir = out / "runs" / suite_set.name / mode
         if run_dir.exists():
             shutil.rmtree(run_dir)  # a run of an earlier invocation of this script
-        run = run_pipeline(config, run_dir, overrides=overrides, sample_interval_s=None)
+        run = run_pipeline(config, run_dir, overrides=[*overrides, *extra], sample_interval_s=None)
         results[mode] = evaluate_run(run_dir, manifest)
         seconds[mode] = round(run.run_seconds, 1)
         logger.info(
@@ -223,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
         "--out", type=Path, help="keep the sets and runs in this folder (default: a temporary one)"
     )
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the table as JSON")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config setting for every run, as `reid-pipeline run --set`")  # fmt: skip
     args = parser.parse_args(argv)
     begin(parser, args)
     if args.frames is not None and args.frames < 1:
@@ -240,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     began = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         out = args.out.resolve() if args.out else Path(tmp)
-        rows = [run_set(s, args.assets, out, args.frames).row() for s in chosen]
+        rows = [run_set(s, args.assets, out, args.frames, args.overrides).row() for s in chosen]
     frames = f"first {args.frames} frames of PETS" if args.frames else "all frames"
     print(f"cpu cores: {os.cpu_count()}, {frames}, {time.perf_counter() - began:.0f} s")
     print(format_rows(rows))
