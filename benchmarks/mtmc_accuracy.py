@@ -8,7 +8,7 @@ MultiviewX views (`multiviewx`); and the full PETS view as one camera (`pets-ful
 is missing are skipped.
 
 Every set runs `reid-pipeline run` twice on a plain cameras.yaml (YOLOv8n int8 ONNX at confidence 0.3,
-ByteTrack, OSNet x0.25 ONNX, no topology; cameras on one clock): as configured ("linked") and with
+BoT-SORT, OSNet x0.25 ONNX, no topology; cameras on one clock): as configured ("linked") and with
 `matcher.threshold=1.0`, so no track joins another ("unlinked"). Both are evaluated with
 `pipeline.evaluation` against the set's ground truth. One table: cross-camera IDF1 and HOTA linked (cameras
 laid end to end, so a person must keep one id in every camera), cross-camera IDF1 unlinked, the gain, and
@@ -47,7 +47,6 @@ MULTIVIEWX = Path("data") / "MultiviewX"
 UNLINKED = "matcher.threshold=1.0"  # no similarity reaches 1.0: every track keeps an identity of its own
 SETTINGS = {
     "detector": {"confidence": 0.3},
-    "tracker": {"method": "bytetrack"},
     "output": {"video": False},
 }
 

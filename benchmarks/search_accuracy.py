@@ -1,7 +1,7 @@
 """How often `search --image` finds a person: a crop of each ground-truth person against a two-camera run.
 
 The set is PETS09-S2L1's `overlap` split (two cameras) cut by make-multicam, run as
-`configs/pets_two_cameras.yaml` runs it (YOLOv8n int8 ONNX at confidence 0.3, ByteTrack, OSNet x0.25
+`configs/pets_two_cameras.yaml` runs it (YOLOv8n int8 ONNX at confidence 0.3, BoT-SORT, OSNet x0.25
 ONNX, overlap declared). For each ground-truth person, the query is the crop of their tallest clear box
 (at least 80 px, inside the frame, at most 10% covered) in the first camera that shows one
 (`samples.queries.person_queries`); their identity is the global id that the cross-camera IDF1 matching

@@ -207,7 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     pipeline_env = dict(item.split("=", 1) for item in args.env)
     ultra, runs = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        config = write_config(Path(tmp) / "one.yaml", args.assets, [{"id": "pets", "source": str(video)}])
+        cameras = [{"id": "pets", "source": str(video)}]
+        # the same tracker as ultralytics' run, so that the two differ only in how they run it
+        config = write_config(Path(tmp) / "one.yaml", args.assets, cameras, tracker={"method": "bytetrack"})
         for repeat in range(1, args.repeats + 1):
             ultra.append(run_ultralytics(weights, video, args.frames, {}))
             logger.info(

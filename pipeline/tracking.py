@@ -83,12 +83,13 @@ class _UltralyticsBoxes:
 class InCameraTracker:
     """Tracks people inside one camera and numbers its confirmed tracks 1, 2, 3 ... for this run.
 
-    Defaults are Ultralytics' bytetrack.yaml / botsort.yaml values but new_track_thresh (see
-    ByteTrackParams); BoT-SORT runs without ReID and without camera-motion compensation (see BotSortParams). `frame_rate` is the rate frames reach `update`, so
-    `track_buffer` (frames at 30 fps, as in ByteTrack) keeps a lost track for the same time at any rate.
+    The method is BoT-SORT unless told otherwise. Defaults are Ultralytics' bytetrack.yaml / botsort.yaml
+    values but new_track_thresh (see ByteTrackParams); BoT-SORT runs without ReID and without camera-motion
+    compensation (see BotSortParams). `frame_rate` is the rate frames reach `update`, so `track_buffer`
+    (frames at 30 fps, as in ByteTrack) keeps a lost track for the same time at any rate.
     """
 
-    def __init__(self, camera_id: str, method: str = "bytetrack", frame_rate: float = 30, **tracker_params):
+    def __init__(self, camera_id: str, method: str = "botsort", frame_rate: float = 30, **tracker_params):
         if method not in TRACKER_DEFAULTS:
             raise ValueError(f"unknown tracker method {method!r}; choose from {', '.join(TRACKER_DEFAULTS)}")
         defaults = TRACKER_DEFAULTS[method]

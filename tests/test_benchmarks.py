@@ -100,7 +100,7 @@ def test_mtmc_suite_sets_build_and_their_configs_load(assets, tmp_path):
         gt, lengths[name] = load_gt_manifest(manifest)
         config = load(mtmc_accuracy.write_set_config(tmp_path / name / "cameras.yaml", assets, manifest), [])
         assert [c.id for c in config.cameras] == list(gt), name
-        assert config.detector.confidence == 0.3 and config.tracker.method == "bytetrack", name
+        assert config.detector.confidence == 0.3 and config.tracker.method == "botsort", name
         assert not config.topology.overlaps and not config.topology.transitions, name
         assert all(Path(c.source).exists() for c in config.cameras), name
     assert lengths["pets-three"] == {"left": 4, "middle": 4, "right": 4}

@@ -83,7 +83,7 @@ def test_numbering_continues_after_finish_and_restarts_after_reset():
 
 
 def test_two_trackers_number_their_own_tracks():
-    a, b = InCameraTracker("cam_a"), InCameraTracker("cam_b", method="botsort")
+    a, b = InCameraTracker("cam_a"), InCameraTracker("cam_b", method="bytetrack")
     seen_a, seen_b = set(), set()
     for i in range(1, 8):
         tracks_a, _ = a.update(scene(i), frame(i, "cam_a"))
