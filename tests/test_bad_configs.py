@@ -159,7 +159,7 @@ CASES = [
     ("trk-param-buffer-zero", P("tracker.params", {"track_buffer": 0}), "tracker.params.track_buffer: must be >= 1"),
     ("trk-param-bool", P("tracker.params", {"fuse_score": 1}), "tracker.params.fuse_score: expected bool, got int"),
     ("trk-param-nan", P("tracker.params", {"track_high_thresh": float("nan")}), "tracker.params.track_high_thresh: expected a finite"),
-    ("trk-param-botsort-only", P("tracker.params", {"gmc_method": "orb"}), "tracker.params.gmc_method: unknown key"),
+    ("trk-param-botsort-only", P("tracker.method", "bytetrack", "tracker.params", {"gmc_method": "orb"}), "tracker.params.gmc_method: unknown key"),
     ("trk-botsort-gmc", P("tracker.method", "botsort", "tracker.params", {"gmc_method": "optflow"}), "tracker.params.gmc_method: expected one of none, sparseOptFlow"),
     ("trk-botsort-with-reid", P("tracker.method", "botsort", "tracker.params", {"with_reid": True}), "tracker.params.with_reid: unknown key"),
     ("trk-params-list", P("tracker.params", [1]), "tracker.params: expected a mapping, got list"),
