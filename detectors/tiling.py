@@ -64,7 +64,7 @@ class TiledDetector:
     ) -> Detections:
         boxes, scores, classes = [], [], []
         for part, window in zip(parts, windows, strict=True):
-            xyxy = part.xyxy.astype(np.float32)
+            xyxy = part.xyxy
             keep = np.ones(len(xyxy), bool)
             if window is not None:
                 x1, y1, x2, y2 = window
@@ -77,4 +77,4 @@ class TiledDetector:
             classes.append(part.class_id[keep])
         xyxy, confidence, class_id = np.concatenate(boxes), np.concatenate(scores), np.concatenate(classes)
         kept = nms(xyxy, confidence, self.iou) if len(xyxy) else np.zeros(0, np.int64)
-        return Detections(xyxy[kept], confidence[kept].astype(np.float32), class_id[kept])
+        return Detections(xyxy[kept], confidence[kept], class_id[kept])
