@@ -23,53 +23,59 @@ def cluster_tracklets(
     scores: np.ndarray,
     forbidden: np.ndarray,
     *,
+    evidence: np.ndarray | None = None,
     initial: Sequence[int] | None = None,
     allowed: Callable[[Sequence[int]], bool] = lambda members: True,
     min_score: float = 0.0,
 ) -> np.ndarray:
     """Cluster n tracklets by average linkage over pairwise evidence, never across a forbidden pair.
 
-    Clustering starts from the groups of `initial` (labels (n,), e.g. the decisions made online; default
-    every tracklet alone), after detaching each member whose mean score with the rest of its group is
-    not above `min_score` (worst first), or that is forbidden with one of them.
+    Two kinds of evidence weigh a merge. `scores` compare looks: every pair of two clusters compares the
+    same two people's clothes, so the comparisons repeat one observation, and the clusters' score is
+    their mean. `evidence` is what each pair observes on its own (tracklets walking at corresponding
+    places in overlapping views, a lost track restarting where its motion led): it adds up.
 
     scores: (n, n) symmetric, how strongly each pair favours "same person" over "different" (> 0 links);
-    nan where the pair has no evidence either way (it neither helps nor hurts a merge). forbidden: (n, n)
-    bool, pairs that cannot be one person (seen at once where one person cannot be). Two clusters merge,
-    best first, while their mean score over the pairs with evidence is above `min_score`, none of their
-    pairs is forbidden and `allowed(members)` accepts the merged cluster's members (constraints that
-    depend on the whole cluster, such as transit times). Returns labels (n,) int, 0..k-1 in order of
-    each cluster's first member.
+    nan where the pair has no evidence either way (it neither helps nor hurts a merge). evidence: (n, n)
+    symmetric log-likelihood ratios, 0 where there is none (default: none). forbidden: (n, n) bool, pairs
+    that cannot be one person (seen at once where one person cannot be). Two clusters merge, best first,
+    while their mean score plus their summed evidence is above `min_score`, none of their pairs is
+    forbidden and `allowed(members)` accepts the merged cluster's members (constraints that depend on the
+    whole cluster, such as transit times).
+
+    Clustering starts from the groups of `initial` (labels (n,), e.g. the decisions made online; default
+    every tracklet alone), after detaching each member whose link with the rest of its group, weighed as
+    above, is not above `min_score` (worst first), or that is forbidden with one of them. Returns labels
+    (n,) int, 0..k-1 in order of each cluster's first member.
     """
     scores = np.asarray(scores, np.float64)
     n = len(scores)
-    if scores.shape != (n, n) or np.shape(forbidden) != (n, n):
-        raise ValueError(f"scores and forbidden must both have shape ({n}, {n})")
+    additive = np.zeros((n, n)) if evidence is None else np.asarray(evidence, np.float64)
+    if scores.shape != (n, n) or np.shape(forbidden) != (n, n) or additive.shape != (n, n):
+        raise ValueError(f"scores, evidence and forbidden must all have shape ({n}, {n})")
     known = ~np.isnan(scores)
     total = np.where(known, scores, 0.0)  # (k, k) sums of pair scores between clusters
-    count = known.astype(np.float64)  # (k, k) pairs with evidence between clusters
+    count = known.astype(np.float64)  # (k, k) pairs with scores between clusters
+    added = additive.copy()  # (k, k) sums of the evidence between clusters
+    weighed = known | (additive != 0)  # (k, k) whether anything speaks for or against a merge
     blocked = np.array(forbidden, bool) | np.eye(n, dtype=bool)
     members: list[list[int]] = [[i] for i in range(n)]
     alive = np.ones(n, bool)
 
     def merge(a: int, b: int) -> None:  # b joins a: its sums, counts and vetoes become a's
-        total[a, :] += total[b, :]
-        total[:, a] = total[a, :]
-        count[a, :] += count[b, :]
-        count[:, a] = count[a, :]
-        blocked[a, :] |= blocked[b, :]
-        blocked[:, a] = blocked[a, :]
+        for table in (total, count, added, weighed, blocked):
+            table[a, :] += table[b, :]
+            table[:, a] = table[a, :]
         blocked[a, a] = True
         members[a].extend(members[b])
         members[b] = []
         alive[b] = False
 
-    for group in _consistent_groups(scores, known, blocked, initial, min_score):
+    for group in _consistent_groups(scores, additive, blocked, initial, min_score):
         for b in group[1:]:
             merge(group[0], b)
     while True:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            linkage = np.where((count > 0) & ~blocked, total / np.maximum(count, 1e-12), -np.inf)
+        linkage = np.where(weighed & ~blocked, _link(total, count, added), -np.inf)
         linkage[~alive, :] = -np.inf
         linkage[:, ~alive] = -np.inf
         flat = int(np.argmax(linkage))
@@ -86,9 +92,14 @@ def cluster_tracklets(
     return labels
 
 
+def _link(total: np.ndarray, count: np.ndarray, added: np.ndarray) -> np.ndarray:
+    """How strongly clusters favour one person: their mean score (0 without any) plus their evidence."""
+    return total / np.maximum(count, 1.0) + added
+
+
 def _consistent_groups(
     scores: np.ndarray,
-    known: np.ndarray,
+    additive: np.ndarray,
     blocked: np.ndarray,
     initial: Sequence[int] | None,
     min_score: float,
@@ -99,15 +110,20 @@ def _consistent_groups(
     labels = np.asarray(initial)
     if labels.shape != (len(scores),):
         raise ValueError(f"initial must have shape ({len(scores)},), but got shape {labels.shape}")
+    known = ~np.isnan(scores)
     groups = []
     for label in np.unique(labels):
         group = np.flatnonzero(labels == label).tolist()
         while len(group) > 1:
             sub = np.ix_(group, group)
             clash = (blocked[sub] & ~np.eye(len(group), dtype=bool)).sum(axis=1)
-            with np.errstate(invalid="ignore"):
-                fit = np.where(known[sub], scores[sub], 0.0).sum(axis=1) / known[sub].sum(axis=1)
-            fit = np.where(np.isnan(fit), -np.inf, fit)  # no evidence with the rest: it stands alone
+            fit = _link(
+                np.where(known[sub], scores[sub], 0.0).sum(axis=1),
+                known[sub].sum(axis=1),
+                additive[sub].sum(axis=1),
+            )
+            # no evidence with the rest: it stands alone
+            fit = np.where((known[sub] | (additive[sub] != 0)).any(axis=1), fit, -np.inf)
             worst = int(np.argmax(clash)) if clash.any() else int(np.argmin(fit))
             if not clash.any() and fit[worst] > min_score:
                 break
@@ -146,9 +162,11 @@ class Refinement:
         """Re-solve the identities of this session's closed tracklets with all their evidence.
 
         Online decisions were made on what was known then. Here the closed tracklets (the most recent
-        REFINE_MAX) are clustered at once (`cluster_tracklets`): appearance as the decisions score it, tracklets walking at
-        corresponding places in overlapping views as one person, and the same constraints. Each cluster
-        keeps the identity most of its frames already had; what moves is reported as `revised`.
+        REFINE_MAX) are clustered at once (`cluster_tracklets`): appearance and transit times as the
+        decisions score them, tracklets walking at corresponding places in overlapping views and lost
+        tracks restarting where their motion led as evidence of their own, and the same constraints.
+        Each cluster keeps the identity most of its frames already had; what moves is reported as
+        `revised`.
         """
         records = {(r.camera, r.track_id): r for r in self.store.tracklets(session=self.session)}
         keys = [k for k in self._closed if k in records and records[k].global_id is not None]
@@ -156,14 +174,14 @@ class Refinement:
         spans = [self._closed[k] for k in keys]
         if len(spans) < 2:
             return []
-        scores, forbidden = self._pair_evidence(spans)
+        scores, evidence, forbidden = self._pair_evidence(spans)
 
         def allowed(members: list[int]) -> bool:
             group = [spans[m] for m in members]
             return all(self._allowed(s, [o for o in group if o is not s], resolving=True) for s in group)
 
         current = [records[k].global_id for k in keys]
-        labels = cluster_tracklets(scores, forbidden, initial=current, allowed=allowed)
+        labels = cluster_tracklets(scores, forbidden, initial=current, evidence=evidence, allowed=allowed)
         new_ids = self._label_identities(labels, current, spans)
         out: list[Output] = []
         for key, span, old, new in zip(keys, spans, current, new_ids, strict=True):
@@ -187,10 +205,12 @@ class Refinement:
         logger.info("refinement: %d of %d tracklets changed identity", len(out) // 2, len(spans))
         return out
 
-    def _pair_evidence(self, spans: list[Span]) -> tuple[np.ndarray, np.ndarray]:
-        """(n, n) link scores (nan: no evidence) and forbidden pairs, as `_decide` weighs them."""
+    def _pair_evidence(self, spans: list[Span]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(n, n) link scores (nan: no evidence), evidence of each pair's own (geometry, motion; 0: none)
+        and forbidden pairs, as `_decide` weighs them (see `cluster_tracklets`)."""
         n = len(spans)
         scores = np.full((n, n), np.nan)
+        evidence = np.zeros((n, n))
         forbidden = np.zeros((n, n), bool)
         against = self._prior_odds_against()
         have = [i for i, s in enumerate(spans) if s.appearance is not None]
@@ -215,7 +235,7 @@ class Refinement:
                         continue
                     motion = None if forbidden[i, j] else self._continuation_llr(a, b, against)
                     if motion is not None and not np.isnan(scores[i, j]):
-                        scores[i, j] = scores[j, i] = scores[i, j] + motion
+                        evidence[i, j] = evidence[j, i] = motion
                 elif a.last_time <= b.first_time or b.last_time <= a.first_time:
                     transit = self._transit_llr(a, b)
                     if transit and not np.isnan(scores[i, j]):
@@ -224,11 +244,11 @@ class Refinement:
                     if not self._may_be_together(a, b, resolving=True):
                         forbidden[i, j] = True
                     elif self.calibration is not None and self._seen_together(a, [b]):
-                        both = np.nan_to_num(scores[i, j], nan=-np.inf)
-                        scores[i, j] = scores[j, i] = max(both, GEOMETRY_LLR)
+                        scores[i, j] = scores[j, i] = np.nan
+                        evidence[i, j] = evidence[j, i] = GEOMETRY_LLR
         forbidden |= forbidden.T
         np.fill_diagonal(scores, np.nan)
-        return scores, forbidden
+        return scores, evidence, forbidden
 
     def _learn_transit(self) -> bool:
         """Learn entry/exit zones and transit times from this session's identities; True if any path."""

@@ -1,0 +1,76 @@
+"""cluster_tracklets: how looks, evidence of each pair's own and constraints weigh a re-solve."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.refine import cluster_tracklets
+
+# Tracklets 0, 1 are one person's in camera a, 2, 3 the same person's in camera b: each camera's pair looks
+# alike, and across cameras every comparison says "different" (a change of view), -1.5 each.
+LOOKS = np.array(
+    [
+        [np.nan, 3.0, -1.5, -1.5],
+        [3.0, np.nan, -1.5, -1.5],
+        [-1.5, -1.5, np.nan, 3.0],
+        [-1.5, -1.5, 3.0, np.nan],
+    ]
+)
+NOTHING_FORBIDDEN = np.zeros((4, 4), bool)
+
+
+def geometry(value: float = 4.0) -> np.ndarray:
+    """Evidence of tracklets 1 and 2 walking at corresponding places in overlapping views."""
+    evidence = np.zeros((4, 4))
+    evidence[1, 2] = evidence[2, 1] = value
+    return evidence
+
+
+def test_looks_alone_keep_the_two_views_apart() -> None:
+    labels = cluster_tracklets(LOOKS, NOTHING_FORBIDDEN)
+    assert labels.tolist() == [0, 0, 1, 1]
+
+
+def test_a_pairs_own_evidence_adds_to_the_mean_look_and_joins_the_views() -> None:
+    labels = cluster_tracklets(LOOKS, NOTHING_FORBIDDEN, evidence=geometry())
+    assert labels.tolist() == [0, 0, 0, 0]
+    # the same evidence counted as one more comparison of looks is outvoted by the others
+    averaged = LOOKS.copy()
+    averaged[1, 2] = averaged[2, 1] = 4.0
+    assert len(set(cluster_tracklets(averaged, NOTHING_FORBIDDEN).tolist())) == 2
+
+
+def test_weak_evidence_does_not_outweigh_looks_that_disagree() -> None:
+    labels = cluster_tracklets(LOOKS, NOTHING_FORBIDDEN, evidence=geometry(1.0))
+    assert labels.tolist() == [0, 0, 1, 1]
+
+
+def test_evidence_alone_links_tracklets_without_looks() -> None:
+    no_looks = np.full((4, 4), np.nan)
+    labels = cluster_tracklets(no_looks, NOTHING_FORBIDDEN, evidence=geometry())
+    assert labels.tolist() == [0, 1, 1, 2]
+
+
+def test_no_evidence_overrides_a_forbidden_pair() -> None:
+    forbidden = NOTHING_FORBIDDEN.copy()
+    forbidden[0, 3] = forbidden[3, 0] = True
+    labels = cluster_tracklets(LOOKS, forbidden, evidence=geometry(40.0))
+    assert labels[0] != labels[3]
+
+
+def test_an_initial_member_that_does_not_fit_is_detached() -> None:
+    scores = LOOKS.copy()
+    scores[0, 1] = scores[1, 0] = -2.0  # 0 and 1 no longer look alike
+    labels = cluster_tracklets(scores, NOTHING_FORBIDDEN, initial=[0, 0, 1, 1])
+    assert labels[0] != labels[1] and labels[2] == labels[3]
+    # evidence of the pair's own (a lost track restarting where it led) keeps it
+    motion = np.zeros((4, 4))
+    motion[0, 1] = motion[1, 0] = 3.0
+    kept = cluster_tracklets(scores, NOTHING_FORBIDDEN, initial=[0, 0, 1, 1], evidence=motion)
+    assert kept.tolist() == [0, 0, 1, 1]
+
+
+def test_shapes_must_agree() -> None:
+    with pytest.raises(ValueError, match="shape"):
+        cluster_tracklets(LOOKS, NOTHING_FORBIDDEN, evidence=np.zeros((3, 3)))
