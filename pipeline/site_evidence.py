@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.tracklet_spans import Span, continuation_miss, live_together, sighting_of
+from pipeline.tracklet_spans import Span, continuation_miss, duplicate_handover, live_together, sighting_of
 
 GEOMETRY_LLR = 4.0  # log-likelihood ratio of two tracklets at corresponding places in overlapping views
 GEOMETRY_MIN_COMMON = 3  # moments seen together before geometry speaks
@@ -106,12 +106,15 @@ class SiteEvidence:
     def _rejoin_ok(self, tracklet: Span, other: Span, others: list[Span]) -> bool:
         """Whether two tracklets of one camera, one after the other, may be one person.
 
+        A track born on the earlier one's person that took it over (`duplicate_handover`) is that person.
         A short break (at most `rejoin_max_gap_s`) is a track the tracker lost: the later one must start
         where the earlier one's motion leads, at a similar size. After a longer break the person must
         have been seen in another camera in between (left the view and came back); a person does not
         vanish in the middle of a view for long and reappear as someone the tracker never followed.
         """
         earlier, later = (other, tracklet) if other.first_time < tracklet.first_time else (tracklet, other)
+        if duplicate_handover(earlier, later):
+            return True
         gap = later.first_time - earlier.last_time
         if gap > self.rejoin_max_gap_s:
             return any(
