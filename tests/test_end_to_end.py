@@ -15,10 +15,10 @@ from pipeline.evaluation import evaluate, evaluate_run, load_gt_manifest
 from pipeline.motchallenge import read_mot_txt
 
 FRAMES = 200
-# Floors sit below what we measured on this set (per camera 0.575 and 0.81, across cameras 0.695 with
-# BoT-SORT; 0.62, 0.78 and 0.705 with ByteTrack), leaving room for the run-to-run noise of process timing.
-MIN_IDF1_PER_CAMERA = 0.55
-MIN_IDF1_CROSS_CAMERA = 0.65
+# Floors sit below what we measured on this set (per camera 0.617 and 0.807, across cameras 0.723, the
+# same in 3 runs), leaving room for the run-to-run noise of process timing.
+MIN_IDF1_PER_CAMERA = 0.58
+MIN_IDF1_CROSS_CAMERA = 0.68
 # Linking must beat the same tracks left unlinked across cameras (0.55 measured) by a clear margin.
 MIN_LINKING_GAIN = 0.08
 
