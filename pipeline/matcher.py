@@ -26,6 +26,8 @@ _FORBIDDEN = 1e6  # cost of a pair the constraints rule out
 _CLOSED_MEMORY = 4096  # recently closed tracklets remembered, so that late embeddings are ignored
 _CALIBRATION_SAMPLES = 32  # embeddings a tracklet keeps for the score calibration
 DEFAULT_THRESHOLD = 0.85  # where the calibration starts, before the site has labelled any pairs
+# How far back the people a new tracklet may be are counted for the prior odds against each (seconds)
+POPULATION_WINDOW_S = 120.0
 # The most one appearance comparison may say either way. The calibration's positives are halves of one
 # track, more alike than two sightings of a person far apart, so its ratio overstates high similarities;
 # kept below GEOMETRY_LLR, a look-alike never outweighs where the overlapping views place a person.
@@ -131,6 +133,7 @@ class Matcher(SiteEvidence, Refinement):
         self._closed: OrderedDict[tuple[str, int], Span] = OrderedDict()  # their spans, for constraints
         self._early: OrderedDict[tuple[str, int], list[Embedding]] = OrderedDict()  # before their track
         self._camera_times: dict[str, list[float]] = {}  # camera -> [first, last] frame time seen
+        self._people_now: tuple[int, float] | None = None  # (second of data time, people about then)
 
     @property
     def open_tracklets(self) -> int:
@@ -327,12 +330,43 @@ class Matcher(SiteEvidence, Refinement):
                 out.extend(self._assign(rows[i], None, 0.0))
         return out
 
-    def _prior_odds_against(self) -> float:
-        """Calibrated: the prior log-odds against any one known identity (one of N people is this one),
-        applied as far as the calibration has learned from this site. Not used with a fixed threshold."""
+    def _prior_odds_against(
+        self, at: float | np.ndarray | None = None, hindsight: bool = False
+    ) -> float | np.ndarray:
+        """Calibrated: the prior log-odds against any one identity (one of N people is this one) for a
+        tracklet seen at data time `at` (default: now, the newest frame's), applied as far as the
+        calibration has learned from this site. Not used with a fixed threshold. Same shape as `at`.
+
+        N counts the people about then (`_people_about`), not everyone the store ever held: that count
+        grows with the run's length, until after an hour of a busy stream no likeness links two cameras
+        and a refinement at the end undoes every link that looks made.
+        """
+        if at is None:
+            now = self._data_time()
+            if self._people_now is None or self._people_now[0] != int(now):  # once a second of video
+                self._people_now = (int(now), float(self._people_about(np.array([now]))[0]))
+            people: float | np.ndarray = self._people_now[1]
+        else:
+            people = self._people_about(np.asarray(at, np.float64), hindsight)
         if self.calibration is None:
-            return 0.0
-        return self.calibration.weight * float(np.log(max(self.store.identity_count(), 2)))
+            return np.zeros(np.shape(people)) if np.ndim(people) else 0.0
+        odds = self.calibration.weight * np.log(np.maximum(people, 2.0))
+        return odds if np.ndim(odds) else float(odds)
+
+    def _people_about(self, times: np.ndarray, hindsight: bool = False) -> np.ndarray:
+        """Per data time (T,), this session's identities seen within POPULATION_WINDOW_S before it, and
+        with `hindsight` (a refinement, with the data after it too) after it."""
+        spans = [s for s in (*self._open.values(), *self._closed.values()) if s.global_id is not None]
+        ids = np.array([s.global_id for s in spans], np.int64)
+        first = np.array([s.first_time for s in spans], np.float64)
+        last = np.array([s.last_time for s in spans], np.float64)
+        ahead = POPULATION_WINDOW_S if hindsight else 0.0
+        about = (first <= times[:, None] + ahead) & (last >= times[:, None] - POPULATION_WINDOW_S)
+        return np.array([len(np.unique(ids[row])) for row in about], np.float64)
+
+    def _data_time(self) -> float:
+        """The newest frame time of any camera (0 before any)."""
+        return max((last for _, last in self._camera_times.values()), default=0.0)
 
     def _link_scores(self, hits: dict[int, float], prior_odds_against: float) -> dict[int, float]:
         """How much each candidate's similarity favours linking over a new identity (> 0: link).

@@ -144,7 +144,7 @@ class Refinement:
         """Whether `refine_interval_s` of data time (the newest frame of any camera) have passed."""
         if self.refine_interval_s is None or not self._camera_times:
             return False
-        now = max(last for _, last in self._camera_times.values())
+        now = self._data_time()
         if self._refined_at is None:
             self._refined_at = now
         if now - self._refined_at < self.refine_interval_s:
@@ -212,7 +212,10 @@ class Refinement:
         scores = np.full((n, n), np.nan)
         evidence = np.zeros((n, n))
         forbidden = np.zeros((n, n), bool)
-        against = self._prior_odds_against()
+        # the prior odds against a pair are those at the later tracklet's start: (n, n)
+        starts = np.array([s.first_time for s in spans])
+        odds = self._prior_odds_against(starts, hindsight=True)
+        against = np.where(starts[:, None] >= starts[None, :], odds[:, None], odds[None, :])
         have = [i for i, s in enumerate(spans) if s.appearance is not None]
         if have:
             features = np.stack([spans[i].appearance for i in have])  # (m, D)
@@ -220,7 +223,7 @@ class Refinement:
             if self.calibration is None:
                 linked = sims - self.threshold
             else:
-                linked = self.calibration.llr(sims) - against
+                linked = self.calibration.llr(sims) - against[np.ix_(have, have)]
             scores[np.ix_(have, have)] = linked
         for i in range(n):
             for j in range(i + 1, n):
@@ -233,7 +236,7 @@ class Refinement:
                         # between, not their likeness in one view (alike people in one view score alike)
                         scores[i, j] = scores[j, i] = np.nan
                         continue
-                    motion = None if forbidden[i, j] else self._continuation_llr(a, b, against)
+                    motion = None if forbidden[i, j] else self._continuation_llr(a, b, against[i, j])
                     if motion is not None and not np.isnan(scores[i, j]):
                         evidence[i, j] = evidence[j, i] = motion
                 elif a.last_time <= b.first_time or b.last_time <= a.first_time:

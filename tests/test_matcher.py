@@ -91,6 +91,26 @@ def test_people_seen_in_one_camera_then_another_keep_their_identity() -> None:
     assert matcher.open_tracklets == 0
 
 
+def test_hand_overs_still_link_after_an_hour_of_people_passing_through() -> None:
+    # Two people at a time walk through camera a, then camera b; a new pair every 20 s, for 80 minutes.
+    # The prior odds against each identity count the people about, not everyone the run has seen: with
+    # 480 identities behind it, the last hand-overs link as the first ones did.
+    pairs, period = 240, 200  # frames
+    p = people(2 * pairs, seed=3)
+    tracks = []
+    for k in range(pairs):
+        start = 1 + k * period
+        for j in (0, 1):
+            person = p[2 * k + j]
+            tracks.append(Track("a", 2 * k + j + 1, start, start + 60, [person] * 6, x0=20.0 * j))
+            tracks.append(Track("b", 2 * k + j + 1, start + 80, start + 140, [person] * 6, x0=20.0 * j))
+    store = EmbeddingStore(None, dim=DIM)
+    final, _ = run(Matcher(store, store.begin_session()), script(tracks))
+    linked = [final[("a", t)] == final[("b", t)] for t in range(1, 2 * pairs + 1)]
+    assert all(linked[:20]) and all(linked[-20:])
+    assert len(set(final.values())) == 2 * pairs
+
+
 def test_joint_assignment_links_correctly_where_greedy_would_not() -> None:
     # X and Y look alike; in camera b, t1 (really Y) resembles X more than Y, t2 (really X) only X.
     e = np.eye(DIM, dtype=np.float32)
