@@ -330,37 +330,35 @@ class Matcher(SiteEvidence, Refinement):
                 out.extend(self._assign(rows[i], None, 0.0))
         return out
 
-    def _prior_odds_against(
-        self, at: float | np.ndarray | None = None, hindsight: bool = False
-    ) -> float | np.ndarray:
-        """Calibrated: the prior log-odds against any one identity (one of N people is this one) for a
-        tracklet seen at data time `at` (default: now, the newest frame's), applied as far as the
-        calibration has learned from this site. Not used with a fixed threshold. Same shape as `at`.
+    def _prior_odds_against(self, at: np.ndarray | None = None) -> float | np.ndarray:
+        """Calibrated: the prior log-odds against any one identity (one of N people is this one),
+        applied as far as the calibration has learned from this site. Not used with a fixed threshold.
 
-        N counts the people about then (`_people_about`), not everyone the store ever held: that count
-        grows with the run's length, until after an hour of a busy stream no likeness links two cameras
-        and a refinement at the end undoes every link that looks made.
+        N counts the people about (`_people_about`), not everyone the store ever held: that count grows
+        with the run's length, until after an hour of a busy stream no likeness links two cameras and a
+        refinement at the end undoes every link that looks made. Without `at`, about now (the newest
+        frame); with data times `at` (T,), about each, in hindsight (a refinement, knowing what came
+        after): an array (T,).
         """
-        if at is None:
-            now = self._data_time()
-            if self._people_now is None or self._people_now[0] != int(now):  # once a second of video
-                self._people_now = (int(now), float(self._people_about(np.array([now]))[0]))
-            people: float | np.ndarray = self._people_now[1]
-        else:
-            people = self._people_about(np.asarray(at, np.float64), hindsight)
+        if at is not None:
+            if self.calibration is None:
+                return np.zeros(len(at))
+            people = self._people_about(np.asarray(at, np.float64), ahead=POPULATION_WINDOW_S)
+            return self.calibration.weight * np.log(np.maximum(people, 2.0))
         if self.calibration is None:
-            return np.zeros(np.shape(people)) if np.ndim(people) else 0.0
-        odds = self.calibration.weight * np.log(np.maximum(people, 2.0))
-        return odds if np.ndim(odds) else float(odds)
+            return 0.0
+        now = self._data_time()
+        if self._people_now is None or self._people_now[0] != int(now):  # once a second of video
+            self._people_now = (int(now), float(self._people_about(np.array([now]), ahead=0.0)[0]))
+        return self.calibration.weight * float(np.log(max(self._people_now[1], 2.0)))
 
-    def _people_about(self, times: np.ndarray, hindsight: bool = False) -> np.ndarray:
-        """Per data time (T,), this session's identities seen within POPULATION_WINDOW_S before it, and
-        with `hindsight` (a refinement, with the data after it too) after it."""
+    def _people_about(self, times: np.ndarray, ahead: float) -> np.ndarray:
+        """Per data time (T,), this session's identities seen from POPULATION_WINDOW_S before it to
+        `ahead` seconds after it."""
         spans = [s for s in (*self._open.values(), *self._closed.values()) if s.global_id is not None]
         ids = np.array([s.global_id for s in spans], np.int64)
         first = np.array([s.first_time for s in spans], np.float64)
         last = np.array([s.last_time for s in spans], np.float64)
-        ahead = POPULATION_WINDOW_S if hindsight else 0.0
         about = (first <= times[:, None] + ahead) & (last >= times[:, None] - POPULATION_WINDOW_S)
         return np.array([len(np.unique(ids[row])) for row in about], np.float64)
 

@@ -214,7 +214,7 @@ class Refinement:
         forbidden = np.zeros((n, n), bool)
         # the prior odds against a pair are those at the later tracklet's start: (n, n)
         starts = np.array([s.first_time for s in spans])
-        odds = self._prior_odds_against(starts, hindsight=True)
+        odds = self._prior_odds_against(starts)
         against = np.where(starts[:, None] >= starts[None, :], odds[:, None], odds[None, :])
         have = [i for i, s in enumerate(spans) if s.appearance is not None]
         if have:
