@@ -212,11 +212,14 @@ def build_store(config: RunConfig, out_dir: Path, dim: int):
     )
 
 
-def build_matcher(config: RunConfig, store, session: int):
+def build_matcher(config: RunConfig, store, session: int, seed_store: Path | None = None):
+    """The run's Matcher on `store`; it starts from what `topology.learned` or the runs of `seed_store`
+    (default: `store`'s file) learned."""
     from pipeline.matcher import Matcher
     from pipeline.topology import seed_topology
 
     m, topology = config.matcher, config.topology
+    seed = store.path if seed_store is None else seed_store
     return Matcher(
         store,
         session,
@@ -230,7 +233,7 @@ def build_matcher(config: RunConfig, store, session: int):
         rejoin_max_gap_s=m.rejoin_max_gap_s,
         refine_at_end=m.refine,
         refine_interval_s=m.refine_interval_s if m.refine else None,
-        learned=None if store.path is None else seed_topology(topology.learned, store.path),
+        learned=None if seed is None else seed_topology(topology.learned, seed),
         model=reid_model_name(config.reid),
     )
 

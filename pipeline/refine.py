@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -180,9 +180,34 @@ class Refinement:
             group = [spans[m] for m in members]
             return all(self._allowed(s, [o for o in group if o is not s], resolving=True) for s in group)
 
+        labels = cluster_tracklets(
+            scores,
+            forbidden,
+            initial=[records[k].global_id for k in keys],
+            evidence=evidence,
+            allowed=allowed,
+        )
+        out = self._relabel(keys, labels, records)
+        logger.info("refinement: %d of %d tracklets changed identity", len(out) // 2, len(spans))
+        return out
+
+    def adopt(self, labels: Mapping[tuple[str, int], int]) -> list[Output]:
+        """Take the identities decided elsewhere for this session's closed tracklets (camera, track id)
+        -> label, such as the same messages re-solved in one fixed order: tracklets labelled alike share
+        one identity, the one most of their frames already had. Tracklets not labelled keep theirs."""
+        records = {(r.camera, r.track_id): r for r in self.store.tracklets(session=self.session)}
+        keys = [k for k in self._closed if k in labels and k in records and records[k].global_id is not None]
+        _, clusters = np.unique(np.array([labels[k] for k in keys], np.int64), return_inverse=True)
+        out = self._relabel(keys, clusters, records)
+        logger.info("re-solved in order: %d of %d tracklets changed identity", len(out) // 2, len(keys))
+        return out
+
+    def _relabel(self, keys: list[tuple[str, int]], labels: np.ndarray, records: Mapping) -> list[Output]:
+        """Give the closed tracklets `keys` the identities of their clusters `labels` (len(keys),) and
+        report what moved as `revised`."""
+        spans = [self._closed[k] for k in keys]
         current = [records[k].global_id for k in keys]
-        labels = cluster_tracklets(scores, forbidden, initial=current, evidence=evidence, allowed=allowed)
-        new_ids = self._label_identities(labels, current, spans)
+        new_ids = self._label_identities(np.asarray(labels), current, spans)
         out: list[Output] = []
         for key, span, old, new in zip(keys, spans, current, new_ids, strict=True):
             if new == old:
@@ -202,7 +227,6 @@ class Refinement:
             out.append(
                 IdentityEvent("revised", new, span.camera, span.track_id, span.last_frame, span.last_time)
             )
-        logger.info("refinement: %d of %d tracklets changed identity", len(out) // 2, len(spans))
         return out
 
     def _pair_evidence(self, spans: list[Span]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -9,6 +9,7 @@ import pytest
 
 from pipeline.matcher import Matcher
 from pipeline.messages import Assignment, CameraFinished, Embedding, IdentityEvent, TrackEnded, Tracks
+from pipeline.runtime.matching import MessageOrder
 from pipeline.store import EmbeddingStore
 
 DIM = 64
@@ -486,3 +487,52 @@ def test_embeddings_after_their_track_ended_still_reach_the_gallery() -> None:
     matcher.finish()
     assert store.prototype_count() == 1
     assert next(iter(store.search(p[0][None], k=1)[0].values())) > 0.99
+
+
+def arrival(messages: list, rng: np.random.Generator) -> list:
+    """`messages` as a run may deliver them: each camera's own in order, the cameras interleaved at random,
+    each embedding late by a random number of messages."""
+    own = {c: [m for m in messages if m.camera_id == c and not isinstance(m, Embedding)] for c in "ab"}
+    out: list = []
+    while any(own.values()):
+        camera = rng.choice([c for c in own if own[c]])
+        out.append(own[camera].pop(0))
+    for m in (m for m in messages if isinstance(m, Embedding)):
+        after = next(i for i, o in enumerate(out) if isinstance(o, Tracks) and o.frame_index >= m.frame_index)
+        out.insert(int(rng.integers(after, len(out) + 1)), m)
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_run_is_re_solved_in_one_order_whatever_order_its_messages_arrived_in(seed: int) -> None:
+    p = people(6, seed=4)
+    tracks = [Track("a", i + 1, 1 + 8 * i, 50 + 8 * i, [p[i]] * 5) for i in range(6)]
+    tracks += [Track("b", i + 1, 70 + 8 * i, 120 + 8 * i, [p[(i + 3) % 6]] * 5) for i in range(6)]
+    messages = script(tracks)
+    orders = []
+    for arrived in (
+        arrival(messages, np.random.default_rng(seed)),
+        arrival(messages, np.random.default_rng(9)),
+    ):
+        kept = MessageOrder()
+        assert all(kept.keep(m) for m in arrived)
+        orders.append([id(m) for m in kept.messages()])
+    assert orders[0] == orders[1]
+
+    # the live matcher takes the identities of the run re-solved in that order
+    arrived = arrival(messages, np.random.default_rng(seed))
+    kept = MessageOrder()
+    for m in arrived:
+        kept.keep(m)
+    store = EmbeddingStore(None, dim=DIM)
+    live = Matcher(store, store.begin_session())
+    final, _ = run(live, arrived)
+    shadow_store = EmbeddingStore(None, dim=DIM)
+    shadow = Matcher(shadow_store, shadow_store.begin_session())
+    in_order, _ = run(shadow, kept.messages())
+    final.update(
+        {(a.camera_id, a.track_id): a.global_id for a in live.adopt(in_order) if isinstance(a, Assignment)}
+    )
+    groups = lambda ids: {frozenset(k for k in ids if ids[k] == g) for g in ids.values()}  # noqa: E731
+    assert groups(final) == groups(in_order)
+    assert all(final[("b", i + 1)] == final[("a", (i + 3) % 6 + 1)] for i in range(6))

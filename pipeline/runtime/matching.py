@@ -11,9 +11,21 @@ import cv2
 
 from pipeline import build
 from pipeline.config import RunConfig
-from pipeline.messages import Assignment, CameraFinished, IdentityEvent, SourceState, Tracks
+from pipeline.messages import (
+    Assignment,
+    CameraFinished,
+    Embedding,
+    IdentityEvent,
+    SourceState,
+    TrackEnded,
+    Tracks,
+)
+from pipeline.store import EmbeddingStore
 
 log = logging.getLogger(__name__)
+
+# A run's messages kept for re-solving it in one order at its end, at most (about 100 MB of 512-d features)
+MAX_KEPT_EMBEDDINGS = 50_000
 
 
 class MatchSession:
@@ -39,6 +51,10 @@ class MatchSession:
                 dropped,
                 config.store.retention_days,
             )
+        self.dim = dim
+        # on a store of its own, the run is re-solved at its end from its messages in one fixed order
+        fresh = config.matcher.refine and self.store.identity_count() == 0
+        self.kept = MessageOrder() if fresh else None
         self.session = self.store.begin_session()
         self.matcher = build.build_matcher(config, self.store, self.session)
         self.box_log = BoxLog(self.store, self.session, interval_s=config.store.commit_interval_s)
@@ -55,6 +71,9 @@ class MatchSession:
             return []
         if isinstance(message, CameraFinished):
             self.finished[message.camera_id] = message
+        if self.kept is not None and not self.kept.keep(message):
+            log.info("over %d embeddings: the run keeps its live order for its end", MAX_KEPT_EMBEDDINGS)
+            self.kept = None
         if isinstance(message, Tracks):
             self.box_log.update(message)
             self.last_frame[message.camera_id] = max(
@@ -77,15 +96,37 @@ class MatchSession:
 
         self.box_log.flush()
         self._dispatch(self.matcher.finish())
+        topology = self._resolve_in_order() if self.kept is not None else self.matcher.topology()
         self.store.commit()
         for camera_id, message in self.finished.items():
             self.fps.setdefault(camera_id, message.stats.get("fps", 0.0))
         frames = {c: m.frames for c, m in self.finished.items()}
         write_exports(self.store, self.session, cameras_meta(self.config, self.fps, frames), self.out_dir)
-        topology = self.matcher.topology()
         write_topology(topology, self.out_dir, build.store_path(self.config, self.out_dir))
         self._draw_topology(topology)
         return {"seconds": round(self.seconds, 3), "identities": self.store.identity_count()}
+
+    def _resolve_in_order(self) -> dict:
+        """Decide the run once more from its messages in one fixed order (`MessageOrder`), on a store of
+        its own, and give the live matcher's tracklets those identities; returns what that pass learned.
+
+        Live decisions depend on the order in which the cameras' and the re-ID stage's messages happen
+        to arrive, and the refinement starts from them; in one fixed order a run decides the same
+        every time.
+        """
+        assert self.kept is not None
+        shadow_store = EmbeddingStore(None, dim=self.dim)
+        try:
+            session = shadow_store.begin_session()
+            shadow = build.build_matcher(self.config, shadow_store, session, seed_store=self.store.path)
+            for message in self.kept.messages():
+                shadow.update(message)
+            shadow.finish()
+            labels = {(t.camera, t.track_id): t.global_id for t in shadow_store.tracklets(session=session)}
+            self._dispatch(self.matcher.adopt(labels))
+            return shadow.topology()
+        finally:
+            shadow_store.close()
 
     def _draw_topology(self, topology: dict) -> None:
         """OUT/topology/<a>__<b>.png per camera pair with something learned; a failure costs only those."""
@@ -119,3 +160,40 @@ class MatchSession:
             elif isinstance(item, IdentityEvent) and self.events is not None:
                 self.events.write(item)
         return assignments
+
+
+class MessageOrder:
+    """A run's matcher messages, to be replayed in one order however they arrived.
+
+    Each camera's own messages (Tracks, TrackEnded, CameraFinished) keep their order and are placed at
+    the time of that camera's latest frame; an embedding is placed right after the frame its crop was
+    taken from, by track id. The cameras of one moment follow one another by camera id.
+    """
+
+    def __init__(self) -> None:
+        self._entries: list[tuple[tuple[float, str, int, int], object]] = []
+        self._clock: dict[str, float] = {}  # per camera, the time of its latest Tracks
+        self._sent: dict[str, int] = {}  # per camera, how many of its own messages came
+        self._embeddings = 0
+
+    def keep(self, message) -> bool:
+        """Keep `message` if the matcher takes it; False once more than MAX_KEPT_EMBEDDINGS came."""
+        camera = getattr(message, "camera_id", "")
+        if isinstance(message, Embedding):
+            self._embeddings += 1
+            if self._embeddings > MAX_KEPT_EMBEDDINGS:
+                return False
+            key = (message.timestamp, camera, 1, message.track_id)
+        elif isinstance(message, Tracks | TrackEnded | CameraFinished):
+            if isinstance(message, Tracks):
+                self._clock[camera] = message.timestamp
+            self._sent[camera] = self._sent.get(camera, 0) + 1
+            rank = 0 if isinstance(message, Tracks) else 2
+            key = (self._clock.get(camera, 0.0), camera, rank, self._sent[camera])
+        else:
+            return True
+        self._entries.append((key, message))
+        return True
+
+    def messages(self) -> list:
+        return [message for _, message in sorted(self._entries, key=lambda entry: entry[0])]
