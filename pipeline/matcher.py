@@ -184,12 +184,15 @@ class Matcher(SiteEvidence, Refinement):
         self._flush()
         return True
 
-    def finish(self) -> list[Output]:
-        """Close every open tracklet, decide what is left, re-solve with all evidence, make it durable."""
+    def finish(self, *, refine: bool = True) -> list[Output]:
+        """Close every open tracklet, decide what is left, re-solve with all evidence, make it durable.
+
+        `refine=False` skips the re-solve, for a caller that decides the run again itself.
+        """
         for tracklet in self._open.values():
             tracklet.closing = True
         out = self._decide_and_close()
-        if self.refine_at_end:
+        if refine and self.refine_at_end:
             out.extend(self._refine_with_transit())
         self._flush()
         return out

@@ -95,7 +95,8 @@ class MatchSession:
         from pipeline.topology import write_topology
 
         self.box_log.flush()
-        self._dispatch(self.matcher.finish())
+        # a run re-solved in one order skips the live refinement, whose identities it would replace
+        self._dispatch(self.matcher.finish(refine=self.kept is None))
         topology = self._resolve_in_order() if self.kept is not None else self.matcher.topology()
         self.store.commit()
         for camera_id, message in self.finished.items():
