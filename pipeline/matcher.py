@@ -105,6 +105,7 @@ class Matcher(SiteEvidence, Refinement):
         self.refine_at_end = refine_at_end
         self.refine_interval_s = refine_interval_s
         self._refined_at: float | None = None  # data time of the last periodic refinement
+        self.view_offsets: dict[tuple[str, str], dict] = {}  # what refinements measured (`_view_offsets`)
         self._committed_at = time.monotonic()
         self.reset()
 
@@ -165,12 +166,14 @@ class Matcher(SiteEvidence, Refinement):
         return out
 
     def topology(self) -> dict:
-        """What the matcher learned of the site: overlapping views with their mappings, the score model."""
+        """What the matcher learned of the site: overlapping views with their mappings, the score model
+        and how much less alike people look across two views (`view_offsets`)."""
         return {
             "schema_version": TOPOLOGY_VERSION,
             "overlaps": self.geometry.to_dict(),
             "transit": None if self.transit is None else self.transit.to_dict(),
             "score_calibration": None if self.calibration is None else self.calibration.to_dict(),
+            "view_offsets": [self.view_offsets[pair] for pair in sorted(self.view_offsets)],
         }
 
     def commit_if_due(self) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -17,6 +18,7 @@ logger = logging.getLogger(__name__)
 
 Output = Assignment | IdentityEvent
 REFINE_MAX = 1000  # closed tracklets a refinement re-solves at most (the most recent)
+VIEW_OFFSET_MIN_PAIRS = 20  # pairs of two people, within one view and across two, to measure their offset
 
 
 def cluster_tracklets(
@@ -137,7 +139,8 @@ class Refinement:
     """Re-solving a session's identities with all their evidence, as a mixin of the Matcher.
 
     Uses the matcher's store, session, remembered closed tracklets (`_closed`), its constraints and
-    evidence (SiteEvidence) and `refine_interval_s`.
+    evidence (SiteEvidence) and `refine_interval_s`; keeps in `view_offsets` what it measured of how much
+    less alike people look across two views.
     """
 
     def _refine_due(self) -> bool:
@@ -241,6 +244,7 @@ class Refinement:
         odds = self._prior_odds_against(starts)
         against = np.where(starts[:, None] >= starts[None, :], odds[:, None], odds[None, :])
         have = [i for i, s in enumerate(spans) if s.appearance is not None]
+        sims = np.zeros((0, 0))  # (m, m) likeness of the tracklets with features
         if have:
             features = np.stack([spans[i].appearance for i in have])  # (m, D)
             sims = np.clip(features @ features.T, -1.0, 1.0)
@@ -273,9 +277,43 @@ class Refinement:
                     elif self.calibration is not None and self._seen_together(a, [b]):
                         scores[i, j] = scores[j, i] = np.nan
                         evidence[i, j] = evidence[j, i] = GEOMETRY_LLR
+        if self.calibration is not None and have:
+            # across two views everyone looks less alike than in one: the calibration reads them as such
+            shifted = sims + self._view_offsets([spans[i] for i in have], sims, forbidden[np.ix_(have, have)])
+            scores[np.ix_(have, have)] += self.calibration.llr(shifted) - self.calibration.llr(sims)
         forbidden |= forbidden.T
         np.fill_diagonal(scores, np.nan)
         return scores, evidence, forbidden
+
+    def _view_offsets(self, spans: list[Span], sims: np.ndarray, different: np.ndarray) -> np.ndarray:
+        """(m, m) cosine to add to the similarities `sims` of `spans` (m,) before the calibration reads
+        them: per pair of cameras, how much less alike two people look across them than within one view.
+
+        The calibration learns what one person and two people look like within one camera: parts of one
+        track, and tracks seen at once in one view. Across two views everyone looks less alike (another
+        angle, light, colour cast, size), one person too, and likenesses across them read as weaker than
+        they are. `different` (upper triangle): pairs known to be two people, seen at once in one camera
+        or where one person cannot be in both views. The median likeness of such pairs across two
+        cameras, against that of such pairs within one, measures the offset of that camera pair, from
+        VIEW_OFFSET_MIN_PAIRS pairs of each, of tracklets whose features average enough crops. What was
+        measured is kept in `view_offsets` for topology.json.
+        """
+        m = len(spans)
+        offsets = np.zeros((m, m))
+        cameras = np.array([s.camera for s in spans])
+        measured = np.array([s.embeddings >= self.calibration.min_embeddings for s in spans])
+        pairs = np.triu(different & np.outer(measured, measured), k=1)
+        within = sims[pairs & (cameras[:, None] == cameras[None, :])]
+        if len(within) < VIEW_OFFSET_MIN_PAIRS:
+            return offsets
+        for a, b in itertools.combinations(sorted(set(cameras)), 2):
+            between = np.outer(cameras == a, cameras == b) | np.outer(cameras == b, cameras == a)
+            across = sims[pairs & between]
+            if len(across) >= VIEW_OFFSET_MIN_PAIRS:
+                offset = float(np.median(within) - np.median(across))
+                offsets[between] = offset
+                self.view_offsets[(a, b)] = {"cameras": [a, b], "offset": offset, "pairs": len(across)}
+        return offsets
 
     def _learn_transit(self) -> bool:
         """Learn entry/exit zones and transit times from this session's identities; True if any path."""

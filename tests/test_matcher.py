@@ -267,6 +267,37 @@ def test_transit_window_bounds_the_gap_between_cameras(gap_s: float, linked: boo
     assert (final[("a", 1)] == final[("b", 1)]) == linked
 
 
+@pytest.mark.parametrize("style_overlap", [1.0, 0.5])
+def test_hand_overs_link_between_views_where_everyone_looks_less_alike(style_overlap: float) -> None:
+    # Each camera adds its own look to everyone (light, angle, colour): within a view two people score
+    # 0.5 and one person 1.0, across views 0.25 and 0.75 with half of the look shared (0.5 and 1.0 with
+    # all of it). The calibration, learned within the views, reads 0.75 as two people; the people seen
+    # at once in both views show how much less alike everyone is across them, and the hand-overs link.
+    style = unit(np.random.default_rng(7).standard_normal((2, DIM)))
+    looks = {"a": style[0], "b": unit(style_overlap * style[0] + np.sqrt(1 - style_overlap**2) * style[1])}
+    p = people(42, seed=5)
+
+    def seen(camera: str, person: np.ndarray) -> list[np.ndarray]:
+        return [unit(looks[camera] + person)] * 6
+
+    tracks = []
+    for r in range(5):  # crowds in both views at once, different people in each
+        for j in range(4):
+            for k, camera in enumerate("ab"):
+                person = p[8 * r + 4 * k + j]
+                tracks.append(
+                    Track(camera, 4 * r + j + 1, 1 + 100 * r, 61 + 100 * r, seen(camera, person), x0=30.0 * j)
+                )
+    for j in (0, 1):  # then two people walk from a to b
+        tracks.append(Track("a", 21 + j, 501, 560, seen("a", p[40 + j]), x0=30.0 * j))
+        tracks.append(Track("b", 21 + j, 581, 640, seen("b", p[40 + j]), x0=30.0 * j))
+    store = EmbeddingStore(None, dim=DIM)
+    final, _ = run(Matcher(store, store.begin_session()), script(tracks))
+    assert [final[("a", 21 + j)] == final[("b", 21 + j)] for j in (0, 1)] == [True, True]
+    assert final[("a", 21)] != final[("a", 22)]
+    assert len(set(final.values())) == 42
+
+
 def test_open_tracklet_is_revised_and_its_empty_identity_retired() -> None:
     p = people(2)
     # b1 starts on a misleading look (p1, nobody known), then shows p0 for long enough to move over
