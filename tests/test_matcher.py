@@ -292,10 +292,14 @@ def test_hand_overs_link_between_views_where_everyone_looks_less_alike(style_ove
         tracks.append(Track("a", 21 + j, 501, 560, seen("a", p[40 + j]), x0=30.0 * j))
         tracks.append(Track("b", 21 + j, 581, 640, seen("b", p[40 + j]), x0=30.0 * j))
     store = EmbeddingStore(None, dim=DIM)
-    final, _ = run(Matcher(store, store.begin_session()), script(tracks))
+    matcher = Matcher(store, store.begin_session())
+    final, _ = run(matcher, script(tracks))
     assert [final[("a", 21 + j)] == final[("b", 21 + j)] for j in (0, 1)] == [True, True]
     assert final[("a", 21)] != final[("a", 22)]
     assert len(set(final.values())) == 42
+    (measured,) = matcher.topology()["view_offsets"]
+    assert measured["cameras"] == ["a", "b"] and measured["pairs"] >= 20
+    assert measured["offset"] == pytest.approx((1 - style_overlap) / 2, abs=0.05)
 
 
 def test_open_tracklet_is_revised_and_its_empty_identity_retired() -> None:
