@@ -306,7 +306,7 @@ class Refinement:
         within = sims[pairs & (cameras[:, None] == cameras[None, :])]
         if len(within) < VIEW_OFFSET_MIN_PAIRS:
             return offsets
-        for a, b in itertools.combinations(sorted(set(cameras)), 2):
+        for a, b in itertools.combinations(sorted({s.camera for s in spans}), 2):
             between = np.outer(cameras == a, cameras == b) | np.outer(cameras == b, cameras == a)
             across = sims[pairs & between]
             if len(across) >= VIEW_OFFSET_MIN_PAIRS:
