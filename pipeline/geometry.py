@@ -917,6 +917,20 @@ class OverlapLearner:
         self._latest[camera] = max(self._latest.get(camera, -math.inf), float(timestamp))
         return self._maintain()
 
+    def finish(self) -> list[tuple[str, str]]:
+        """All the data is in: fit once more, to all of it, each camera pair without a model whose
+        evidence grew since its last attempt (attempts wait for it to grow by `refit_growth`, so the
+        last of a run may have seen little more than half of it); the pairs (a, b) that found one."""
+        found = []
+        for (a, b), state in sorted(self._pairs.items()):
+            if state.model is not None:
+                continue
+            now = min(self._latest[a], self._latest[b])
+            evidence = self._evidence(a, b, state.since, now)
+            if evidence > state.evidence_at_fit and self._fit(a, b, state, now, evidence):
+                found.append((a, b))
+        return found
+
     def model(self, a: str, b: str) -> OverlapModel | None:
         """The current mapping from camera a to camera b, or None while they are not known to overlap."""
         state = self._pairs.get((min(a, b), max(a, b)))
@@ -1026,6 +1040,11 @@ class OverlapLearner:
         stale = now - state.attempted_at >= self.refit_interval_s and evidence > state.evidence_at_fit
         if not (grown or stale):
             return changed
+        return self._fit(a, b, state, now, evidence) or changed
+
+    def _fit(self, a: str, b: str, state: _PairState, now: float, evidence: float) -> bool:
+        """Fit a camera pair's mapping to its trusted tracklets up to data time `now` (`evidence`: their
+        co-visible seconds); True when a model was found (a model stays until fresh evidence refutes it)."""
         state.evidence_at_fit, state.attempted_at = evidence, now
         model = fit_overlap(
             self._window(a, state.since, now),
@@ -1034,7 +1053,7 @@ class OverlapLearner:
             **self.fit_options,
         )
         if model is None:
-            return changed  # a model stays until fresh evidence refutes it
+            return False
         if state.model is None:
             logger.info(
                 "%s-%s: the views overlap: %d tracklet pairs, median error %.1f px (%.2f box heights)",

@@ -188,10 +188,12 @@ class Matcher(SiteEvidence, Refinement):
         return True
 
     def finish(self, *, refine: bool = True) -> list[Output]:
-        """Close every open tracklet, decide what is left, re-solve with all evidence, make it durable.
+        """Learn the overlaps once more from all the data, close every open tracklet, decide what is left,
+        re-solve with all evidence, make it durable.
 
         `refine=False` skips the re-solve, for a caller that decides the run again itself.
         """
+        self.geometry.finish()
         for tracklet in self._open.values():
             tracklet.closing = True
         out = self._decide_and_close()

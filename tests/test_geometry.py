@@ -227,6 +227,20 @@ def test_learner_finds_no_overlap_between_disjoint_views_fed_in_pieces(pets_gt) 
     assert learner.to_dict()["no_overlap"][0]["cameras"] == ["a", "c"]
 
 
+def test_learner_fits_once_more_on_all_the_data_at_the_end(pets_gt) -> None:
+    """Online, a pair is fitted again only once its evidence has grown `refit_growth`-fold (here so much
+    that only the first attempt, on half a second of tracks, runs); `finish` fits it to all the data."""
+    (a, _), (b, _) = _overlapping_pair(pets_gt, seed=0)
+    learner = OverlapLearner(refit_growth=1e9)
+    end = max(t.end for t in a + b)
+    for start, stop in [(0.0, 0.5), *((s, s + 2.0) for s in np.arange(0.5, end + 2.0, 2.0))]:
+        learner.update([t.between(start, stop - 1e-3) for t in a + b])
+    assert learner.models() == {} and learner.to_dict()["no_overlap"][0]["cameras"] == ["a", "b"]
+    assert learner.finish() == [("a", "b")]
+    assert np.median(_truth_error(learner.model("a", "b"), pets_gt)) < 1.0
+    assert learner.finish() == []  # nothing new since
+
+
 def test_models_round_trip_through_json(pets_gt) -> None:
     (a, _), (b, _) = _overlapping_pair(pets_gt, seed=0)
     learner = OverlapLearner()
