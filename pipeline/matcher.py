@@ -52,7 +52,8 @@ class Matcher(SiteEvidence, Refinement):
     the gap between its last sighting in camera a and its first in camera b. Inside one camera, a
     tracklet joins an identity's earlier one only as the continuation of a lost track (within
     `rejoin_max_gap_s`, where its motion, or that of a track it met just before, leads, at a similar
-    size) or after the person was seen in another camera in between.
+    size; not where the earlier one walked out of the frame and the later one began inside it, clear of
+    the border) or after the person was seen in another camera in between.
     Constraints compare tracklets of this session only: timestamps of earlier sessions are not on the
     same clock.
 
@@ -134,6 +135,7 @@ class Matcher(SiteEvidence, Refinement):
         self._closed: OrderedDict[tuple[str, int], Span] = OrderedDict()  # their spans, for constraints
         self._early: OrderedDict[tuple[str, int], list[Embedding]] = OrderedDict()  # before their track
         self._camera_times: dict[str, list[float]] = {}  # camera -> [first, last] frame time seen
+        self._view_sizes: dict[str, tuple[int, int]] = {}  # camera -> (width, height) of its frames
         self._people_now: tuple[int, float] | None = None  # (second of data time, people about then)
 
     @property
@@ -205,6 +207,8 @@ class Matcher(SiteEvidence, Refinement):
     def _on_tracks(self, tracks: Tracks) -> None:
         times = self._camera_times.setdefault(tracks.camera_id, [tracks.timestamp, tracks.timestamp])
         times[0], times[1] = min(times[0], tracks.timestamp), max(times[1], tracks.timestamp)
+        if tracks.image_size is not None:
+            self._view_sizes[tracks.camera_id] = tracks.image_size
         self.geometry.add_boxes(tracks.camera_id, tracks.timestamp, tracks.track_id, tracks.xyxy)
         present = []
         for xyxy, track_id in zip(tracks.xyxy, tracks.track_id, strict=True):

@@ -75,6 +75,7 @@ class Tracks:
     xyxy: np.ndarray  # (N, 4) float32
     confidence: np.ndarray  # (N,) float32
     track_id: np.ndarray  # (N,) int64, unique per camera per run
+    image_size: tuple[int, int] | None = None  # (width, height) of the frame, where known
 
     def __post_init__(self) -> None:
         _check_array("xyxy", self.xyxy, (None, 4), np.float32)
@@ -93,6 +94,7 @@ class Tracks:
             self.xyxy[index],
             self.confidence[index],
             self.track_id[index],
+            self.image_size,
         )
 
 

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from pipeline.tracklet_spans import Span, continuation_miss, duplicate_handover, live_together, sighting_of
+from pipeline.tracklet_spans import (
+    Span,
+    borders_touched,
+    continuation_miss,
+    duplicate_handover,
+    live_together,
+    sighting_of,
+)
 
 GEOMETRY_LLR = 4.0  # log-likelihood ratio of two tracklets at corresponding places in overlapping views
 GEOMETRY_MIN_COMMON = 3  # moments seen together before geometry speaks
@@ -20,8 +27,8 @@ class SiteEvidence:
 
     Uses the matcher's `geometry` (OverlapLearner), `calibration` (ScoreCalibration or None for a fixed
     threshold), `transit` (TransitModel or None), `overlaps`, `transitions`, `rejoin_max_gap_s`, its open
-    and recently closed tracklets (`_open`, `_closed`), each camera's time span (`_camera_times`) and its
-    prior odds against one identity where a caller hands them in.
+    and recently closed tracklets (`_open`, `_closed`), each camera's time span (`_camera_times`) and
+    frame size (`_view_sizes`), and its prior odds against one identity where a caller hands them in.
     """
 
     def _allowed(self, tracklet: Span, others: list[Span], resolving: bool = False) -> bool:
@@ -126,6 +133,21 @@ class SiteEvidence:
         miss = self._continuation_miss(earlier, later)
         return miss is None or miss <= MAX_CONTINUATION_MISS
 
+    def _walked_out(self, earlier: Span, later: Span) -> bool:
+        """Whether `earlier` ended walking out of its view and `later` began inside it, clear of the border.
+
+        A person who walks out and comes back is first seen crossing the border once more; a track that
+        begins clear of it is someone who was in the view already (out of an occlusion, or a crowd), not
+        the tracker finding again a person it lost. False where the camera's frame size is not known.
+        """
+        size = self._view_sizes.get(earlier.camera)
+        if size is None or earlier.last_box is None or later.first_box is None:
+            return False
+        left, top, right, bottom = borders_touched(earlier.last_box, size)
+        vx, vy = earlier.velocity
+        heading_out = (left and vx < 0) or (right and vx > 0) or (top and vy < 0) or (bottom and vy > 0)
+        return heading_out and not any(borders_touched(later.first_box, size))
+
     def _continuation_miss(self, earlier: Span, later: Span) -> float | None:
         """`continuation_miss` of two tracklets of one camera, where a crossing may have swapped people.
 
@@ -164,12 +186,13 @@ class SiteEvidence:
         A lost track restarted where the person was heading, soon after, is a likely continuation: the
         prior odds against any one identity (`prior_odds_against`, which the appearance score took off)
         do not apply to it, and the closer the fit, the more it adds. None where the pair is not a
-        plausible continuation, or scores are a fixed threshold.
+        plausible continuation (the earlier one walked out of the view: `_walked_out`), or scores are a
+        fixed threshold.
         """
         if self.calibration is None:
             return None
         earlier, later = (a, b) if a.first_time < b.first_time else (b, a)
-        if later.first_time - earlier.last_time > self.rejoin_max_gap_s:
+        if later.first_time - earlier.last_time > self.rejoin_max_gap_s or self._walked_out(earlier, later):
             return None
         miss = self._continuation_miss(earlier, later)
         if miss is None or miss > MAX_CONTINUATION_MISS:

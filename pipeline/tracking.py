@@ -138,7 +138,10 @@ class InCameraTracker:
         order = np.argsort(ids, kind="stable")
         xyxy = np.array([t.xyxy for t in current], np.float32).reshape(-1, 4)[order]
         confidence = np.array([t.score for t in current], np.float32).reshape(-1)[order]
-        tracks = Tracks(self.camera_id, frame.index, frame.timestamp, xyxy, confidence, ids[order])
+        height, width = frame.image.shape[:2]
+        tracks = Tracks(
+            self.camera_id, frame.index, frame.timestamp, xyxy, confidence, ids[order], (width, height)
+        )
         return tracks, ended
 
     def _collect_ended(self, frame_index: int, timestamp: float) -> list[TrackEnded]:

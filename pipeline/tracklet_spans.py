@@ -21,6 +21,7 @@ ENCOUNTER_WINDOW_S = 1.5
 # the older one ends within DUPLICATE_S: a hand-over between two tracks of one person, not two people.
 DUPLICATE_IOU = 0.5
 DUPLICATE_S = 1.0
+BORDER_PX = 2.0  # a box this close to the edge of its frame is cut by the border of the view
 
 
 def foot(box: Box) -> tuple[float, float]:
@@ -29,6 +30,12 @@ def foot(box: Box) -> tuple[float, float]:
 
 def box_height(box: Box) -> float:
     return box[3] - box[1]
+
+
+def borders_touched(box: Box, size: tuple[int, int]) -> tuple[bool, bool, bool, bool]:
+    """Which borders (left, top, right, bottom) of a frame of `size` (width, height) a box touches."""
+    width, height = size
+    return box[0] <= BORDER_PX, box[1] <= BORDER_PX, box[2] >= width - BORDER_PX, box[3] >= height - BORDER_PX
 
 
 def sighting_of(span: Span, identity: int) -> Sighting | None:

@@ -46,9 +46,9 @@ class Track:
         return np.array([[x, y, x + 8, y + self.height]], np.float32)
 
 
-def script(tracks: list[Track], seed: int = 1) -> list:
-    """The messages a pipeline would send for `tracks`, in time order: one Tracks per camera and frame,
-    embeddings spread over each track."""
+def script(tracks: list[Track], seed: int = 1, image_size: tuple[int, int] | None = None) -> list:
+    """The messages a pipeline would send for `tracks`, in time order: one Tracks per camera and frame
+    (of `image_size`, if given), embeddings spread over each track."""
     rng = np.random.default_rng(seed)
     timed = []
     for camera in sorted({t.camera for t in tracks}):
@@ -57,7 +57,12 @@ def script(tracks: list[Track], seed: int = 1) -> list:
             boxes = np.concatenate([t.box(f) for t in seen])
             ids = np.array([t.track_id for t in seen], np.int64)
             timed.append(
-                (f, 0, camera, Tracks(camera, f, f / FPS, boxes, np.ones(len(seen), np.float32), ids))
+                (
+                    f,
+                    0,
+                    camera,
+                    Tracks(camera, f, f / FPS, boxes, np.ones(len(seen), np.float32), ids, image_size),
+                )
             )
     for t in tracks:
         emb_frames = np.linspace(t.first, t.last, len(t.vectors) + 2).astype(int)[1:-1] if t.vectors else []
@@ -151,6 +156,25 @@ def test_a_broken_track_is_healed_only_where_its_motion_leads(x0: float, linked:
     ]
     store = EmbeddingStore(None, dim=DIM)
     final, _ = run(Matcher(store, store.begin_session()), script(tracks))
+    assert (final[("a", 1)] == final[("a", 2)]) == linked
+
+
+@pytest.mark.parametrize(("x0", "linked"), [(92.0, True), (84.0, False)])
+def test_a_track_that_walked_out_of_the_frame_is_not_continued_by_one_that_begins_inside(
+    x0: float, linked: bool
+) -> None:
+    # Two looks at cosine 0.8, which appearance alone does not link. Track 1 walks right, 0.5 px a
+    # frame, and leaves the 100 px wide frame at frame 30 (its box reaches x=100). 1.5 s later, track 2
+    # begins where that motion leads: crossing the border back in (x0=92), it may be the one who left,
+    # lost at the border, and motion vouches for it; 8 px inside, clear of the border (x0=84), it is
+    # someone who was in the view already.
+    e = np.eye(DIM, dtype=np.float32)
+    tracks = [
+        Track("a", 1, 1, 30, [e[0]] * 4, x0=77.5, vx=0.5, y0=40.0),
+        Track("a", 2, 46, 70, [unit(0.8 * e[0] + 0.6 * e[1])] * 4, x0=x0, vx=0.5, y0=40.0),
+    ]
+    store = EmbeddingStore(None, dim=DIM)
+    final, _ = run(Matcher(store, store.begin_session()), script(tracks, image_size=(100, 100)))
     assert (final[("a", 1)] == final[("a", 2)]) == linked
 
 

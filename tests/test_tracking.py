@@ -46,7 +46,7 @@ def test_ids_disappearance_and_finish(method):
         tracks, gone = tracker.update(scene(i), frame(i))
         assert isinstance(tracks, Tracks)
         assert tracks.xyxy.dtype == np.float32 and tracks.track_id.dtype == np.int64
-        assert (tracks.camera_id, tracks.frame_index) == ("cam", i)
+        assert (tracks.camera_id, tracks.frame_index, tracks.image_size) == ("cam", i, (240, 120))
         ended += gone
         for track_id in tracks.track_id:
             history[int(track_id)].append(i)
