@@ -2,10 +2,11 @@
 
 The suite is made from the footage in the assets folder: PETS09-S2L1 cut by make-multicam into two
 overlapping views (`pets-overlap`), a hand-over (`pets-relay`: left view early, right view late), two
-disjoint views with a blind strip between them (`pets-gap`), three views (`pets-three`) and two views
-with the right one seen through a perspective tilt, rescaled and colour-cast (`pets-warped`); TUD-Campus as two overlapping views (`tud-campus`); the six synthetic
-MultiviewX views (`multiviewx`); and the full PETS view as one camera (`pets-full`). Sets whose footage
-is missing are skipped.
+disjoint views with a blind strip between them (`pets-gap`), three views (`pets-three`), two views
+with the right one seen through a perspective tilt, rescaled and colour-cast (`pets-warped`) and four
+views on a 2x2 grid (`pets-quad`); TUD-Campus as two overlapping views (`tud-campus`); the six
+synthetic MultiviewX views (`multiviewx`); and the full PETS view as one camera (`pets-full`). Sets
+whose footage is missing are skipped.
 
 Every set runs `reid-pipeline run` twice on a plain cameras.yaml (YOLOv8n int8 ONNX at confidence 0.3,
 BoT-SORT, OSNet x0.25 ONNX, no topology; cameras on one clock): as configured ("linked") and with
@@ -93,6 +94,8 @@ SETS = {
                  _pets(lambda n: preset_cameras("three", n))),
         SuiteSet("pets-warped", "PETS09-S2L1, two overlapping views, the right one tilted, scaled, cast",
                  PETS_VIDEO, _pets(lambda n: preset_cameras("warped", n))),
+        SuiteSet("pets-quad", "PETS09-S2L1, four views on a 2x2 grid, neighbours overlapping", PETS_VIDEO,
+                 _pets(lambda n: preset_cameras("quad", n))),
         SuiteSet("tud-campus", "TUD-Campus, two overlapping views", TUD_VIDEO, _tud),
         SuiteSet("multiviewx", "MultiviewX, six synthetic overlapping views", MULTIVIEWX, _multiviewx),
         SuiteSet("pets-full", "PETS09-S2L1, the full view as one camera", PETS_VIDEO,

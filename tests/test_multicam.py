@@ -492,10 +492,13 @@ def test_parse_warp_rejects(text: str, message: str) -> None:
         parse_warp(text)
 
 
-def test_presets_three_and_warped() -> None:
+def test_presets_three_quad_and_warped() -> None:
     three = preset_cameras("three", 100)
     assert [c.id for c in three] == ["left", "middle", "right"] and all(c.view is None for c in three)
     assert [c.crop[0] for c in three] == [0.0, 0.3, 0.6]
+    quad = preset_cameras("quad", 100)
+    assert [c.id for c in quad] == ["top-left", "top-right", "bottom-left", "bottom-right"]
+    assert [c.crop[:2] for c in quad] == [(0.0, 0.0), (0.44, 0.0), (0.0, 0.44), (0.44, 0.44)]
     warped = preset_cameras("warped", 100)
     assert [c.crop for c in warped] == [c.crop for c in preset_cameras("overlap", 100)]
     assert warped[0].view is None and warped[1].view == VIEW_PRESETS["oblique"]

@@ -263,7 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--split",
         choices=SPLITS,
         help="preset: overlap (left/right 60%%), relay (left early, right late), three (40%% each), "
-        "warped (overlap, the right camera seen obliquely)",
+        "warped (overlap, the right camera seen obliquely), gap (left/right 40%%, a blind strip between), "
+        "quad (a 2x2 grid of overlapping views)",
     )
     parser.add_argument(
         "--camera",

@@ -17,7 +17,7 @@ from pipeline.errors import PipelineError
 from pipeline.ids import check_id
 from pipeline.motchallenge import has_mot_classes
 
-SPLITS = ("overlap", "relay", "three", "warped", "gap")
+SPLITS = ("overlap", "relay", "three", "warped", "gap", "quad")
 # Left and right views of the presets: 60% of the width each, so the middle 20% is seen by both.
 LEFT_VIEW = (0.0, 0.0, 0.6, 1.0)
 RIGHT_VIEW = (0.4, 0.0, 1.0, 1.0)
@@ -25,6 +25,13 @@ RIGHT_VIEW = (0.4, 0.0, 1.0, 1.0)
 THREE_VIEWS = {"left": (0.0, 0.0, 0.4, 1.0), "middle": (0.3, 0.0, 0.7, 1.0), "right": (0.6, 0.0, 1.0, 1.0)}
 # The `gap` split: 40% of the width each, a blind 20% strip between them that people take time to cross.
 GAP_VIEWS = {"left": (0.0, 0.0, 0.4, 1.0), "right": (0.6, 0.0, 1.0, 1.0)}
+# The `quad` split: a 2x2 grid, 56% of the width and height each, neighbours sharing 12% across and down.
+QUAD_VIEWS = {
+    "top-left": (0.0, 0.0, 0.56, 0.56),
+    "top-right": (0.44, 0.0, 1.0, 0.56),
+    "bottom-left": (0.0, 0.44, 0.56, 1.0),
+    "bottom-right": (0.44, 0.44, 1.0, 1.0),
+}
 MIN_SIDE = 16  # pixels: the smallest camera image
 
 
@@ -244,6 +251,7 @@ def preset_cameras(split: str, num_frames: int, views: Mapping[str, View] | None
     the frames, right the second. `three`: left/middle/right 40% each, neighbours sharing 10%. `warped`:
     `overlap` with the right camera seen through the `oblique` view (tilt, rescale, colour cast). `gap`:
     left/right 40% each, disjoint: people cross a blind strip between them (hand-overs with a transit time).
+    `quad`: four cameras on a 2x2 grid, neighbours overlapping across and down (people leave by every border).
     """
     if split == "overlap":
         cameras = [CameraSpec("left", LEFT_VIEW), CameraSpec("right", RIGHT_VIEW)]
@@ -257,6 +265,8 @@ def preset_cameras(split: str, num_frames: int, views: Mapping[str, View] | None
         cameras = [CameraSpec(camera_id, crop) for camera_id, crop in THREE_VIEWS.items()]
     elif split == "gap":
         cameras = [CameraSpec(camera_id, crop) for camera_id, crop in GAP_VIEWS.items()]
+    elif split == "quad":
+        cameras = [CameraSpec(camera_id, crop) for camera_id, crop in QUAD_VIEWS.items()]
     elif split == "warped":
         cameras = [
             CameraSpec("left", LEFT_VIEW),
