@@ -244,15 +244,8 @@ class Refinement:
         odds = self._prior_odds_against(starts)
         against = np.where(starts[:, None] >= starts[None, :], odds[:, None], odds[None, :])
         have = [i for i, s in enumerate(spans) if s.appearance is not None]
-        sims = np.zeros((0, 0))  # (m, m) likeness of the tracklets with features
-        if have:
-            features = np.stack([spans[i].appearance for i in have])  # (m, D)
-            sims = np.clip(features @ features.T, -1.0, 1.0)
-            if self.calibration is None:
-                linked = sims - self.threshold
-            else:
-                linked = self.calibration.llr(sims) - against[np.ix_(have, have)]
-            scores[np.ix_(have, have)] = linked
+        looks = np.ix_(have, have)
+        scores[looks] = 0.0  # compared on looks: their score is added once the view offsets are known
         for i in range(n):
             for j in range(i + 1, n):
                 a, b = spans[i], spans[j]
@@ -277,10 +270,15 @@ class Refinement:
                     elif self.calibration is not None and self._seen_together(a, [b]):
                         scores[i, j] = scores[j, i] = np.nan
                         evidence[i, j] = evidence[j, i] = GEOMETRY_LLR
-        if self.calibration is not None and have:
-            # across two views everyone looks less alike than in one: the calibration reads them as such
-            shifted = sims + self._view_offsets([spans[i] for i in have], sims, forbidden[np.ix_(have, have)])
-            scores[np.ix_(have, have)] += self.calibration.llr(shifted) - self.calibration.llr(sims)
+        if have:
+            features = np.stack([spans[i].appearance for i in have])  # (m, D)
+            sims = np.clip(features @ features.T, -1.0, 1.0)
+            if self.calibration is None:
+                scores[looks] += sims - self.threshold
+            else:
+                # across two views everyone looks less alike than in one: the calibration reads them as such
+                offsets = self._view_offsets([spans[i] for i in have], sims, forbidden[looks])
+                scores[looks] += self.calibration.llr(sims + offsets) - against[looks]
         forbidden |= forbidden.T
         np.fill_diagonal(scores, np.nan)
         return scores, evidence, forbidden
