@@ -32,6 +32,7 @@ QUAD_VIEWS = {
     "bottom-left": (0.0, 0.44, 0.56, 1.0),
     "bottom-right": (0.44, 0.44, 1.0, 1.0),
 }
+FIXED_VIEWS = {"three": THREE_VIEWS, "gap": GAP_VIEWS, "quad": QUAD_VIEWS}  # splits of crops alone
 MIN_SIDE = 16  # pixels: the smallest camera image
 
 
@@ -261,12 +262,8 @@ def preset_cameras(split: str, num_frames: int, views: Mapping[str, View] | None
             CameraSpec("left", LEFT_VIEW, 1, half),
             CameraSpec("right", RIGHT_VIEW, half + 1, num_frames),
         ]
-    elif split == "three":
-        cameras = [CameraSpec(camera_id, crop) for camera_id, crop in THREE_VIEWS.items()]
-    elif split == "gap":
-        cameras = [CameraSpec(camera_id, crop) for camera_id, crop in GAP_VIEWS.items()]
-    elif split == "quad":
-        cameras = [CameraSpec(camera_id, crop) for camera_id, crop in QUAD_VIEWS.items()]
+    elif split in FIXED_VIEWS:
+        cameras = [CameraSpec(camera_id, crop) for camera_id, crop in FIXED_VIEWS[split].items()]
     elif split == "warped":
         cameras = [
             CameraSpec("left", LEFT_VIEW),
