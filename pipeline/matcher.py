@@ -323,6 +323,7 @@ class Matcher(SiteEvidence, Refinement):
                 others = [s for s in spans.get(gid, []) if s is not tracklet]
                 score += self._continuation_evidence(tracklet, others, against)
                 score += self._transit_evidence(tracklet, others)
+                score += self._unseen_evidence(tracklet, others)
                 if score >= 0 and self._allowed(tracklet, others):
                     cost[i, column[gid]] = -score
         if self.calibration is not None:  # a fixed threshold leaves decisions to appearance alone

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import time
@@ -28,6 +29,7 @@ def cluster_tracklets(
     evidence: np.ndarray | None = None,
     initial: Sequence[int] | None = None,
     allowed: Callable[[Sequence[int]], bool] = lambda members: True,
+    cost: Callable[[Sequence[int]], float] | None = None,
     min_score: float = 0.0,
 ) -> np.ndarray:
     """Cluster n tracklets by average linkage over pairwise evidence, never across a forbidden pair.
@@ -43,7 +45,9 @@ def cluster_tracklets(
     that cannot be one person (seen at once where one person cannot be). Two clusters merge, best first,
     while their mean score plus their summed evidence is above `min_score`, none of their pairs is
     forbidden and `allowed(members)` accepts the merged cluster's members (constraints that depend on the
-    whole cluster, such as transit times).
+    whole cluster, such as transit times). `cost(members)`, where given, is evidence against a whole
+    cluster (a log-likelihood ratio <= 0, such as the time its person goes unseen): a merge weighs what
+    it adds to its two clusters' costs (nothing where it takes some away).
 
     Clustering starts from the groups of `initial` (labels (n,), e.g. the decisions made online; default
     every tracklet alone), after detaching each member whose link with the rest of its group, weighed as
@@ -73,17 +77,34 @@ def cluster_tracklets(
         members[b] = []
         alive[b] = False
 
-    for group in _consistent_groups(scores, additive, blocked, initial, min_score):
-        for b in group[1:]:
-            merge(group[0], b)
-    while True:
+    remembered = None if cost is None else functools.cache(cost)  # called with sorted member tuples
+
+    def added_cost(first: list[int], second: list[int]) -> float:  # what uniting two clusters adds (<= 0)
+        if remembered is None:
+            return 0.0
+        whole, *parts = (remembered(tuple(sorted(g))) for g in (first + second, first, second))
+        return min(whole - sum(parts), 0.0)
+
+    def best_merge() -> tuple[int, int] | None:
         linkage = np.where(weighed & ~blocked, _link(total, count, added), -np.inf)
         linkage[~alive, :] = -np.inf
         linkage[:, ~alive] = -np.inf
-        flat = int(np.argmax(linkage))
-        a, b = divmod(flat, n)
-        if not linkage[a, b] > min_score:
-            break
+        candidates = np.flatnonzero(linkage > min_score)
+        best, best_value = None, min_score
+        for flat in candidates[np.argsort(-linkage.flat[candidates], kind="stable")]:
+            a, b = divmod(int(flat), n)
+            if linkage[a, b] <= best_value:
+                break  # a cost only lowers a merge: none further down can do better
+            value = linkage[a, b] + added_cost(members[a], members[b])
+            if value > best_value:
+                best, best_value = (a, b), value
+        return best
+
+    for group in _consistent_groups(scores, additive, blocked, initial, min_score, added_cost):
+        for b in group[1:]:
+            merge(group[0], b)
+    while (pair := best_merge()) is not None:
+        a, b = pair
         if not allowed(sorted(members[a] + members[b])):
             blocked[a, b] = blocked[b, a] = True
             continue
@@ -105,8 +126,10 @@ def _consistent_groups(
     blocked: np.ndarray,
     initial: Sequence[int] | None,
     min_score: float,
+    added_cost: Callable[[list[int], list[int]], float],
 ) -> list[list[int]]:
-    """The groups of `initial` (2+ members) less the members that do not fit them, each sorted."""
+    """The groups of `initial` (2+ members) less the members that do not fit them, each sorted; a
+    member's fit counts what it adds to the cost of the rest (`added_cost(member, rest)`)."""
     if initial is None:
         return []
     labels = np.asarray(initial)
@@ -124,6 +147,7 @@ def _consistent_groups(
                 known[sub].sum(axis=1),
                 additive[sub].sum(axis=1),
             )
+            fit += [added_cost([m], [o for o in group if o != m]) for m in group]
             # no evidence with the rest: it stands alone
             fit = np.where((known[sub] | (additive[sub] != 0)).any(axis=1), fit, -np.inf)
             worst = int(np.argmax(clash)) if clash.any() else int(np.argmin(fit))
@@ -167,7 +191,8 @@ class Refinement:
         Online decisions were made on what was known then. Here the closed tracklets (the most recent
         REFINE_MAX) are clustered at once (`cluster_tracklets`): appearance and transit times as the
         decisions score them, tracklets walking at corresponding places in overlapping views and lost
-        tracks restarting where their motion led as evidence of their own, and the same constraints.
+        tracks restarting where their motion led as evidence of their own, the time each identity would
+        go unseen against it, and the same constraints.
         Each cluster keeps the identity most of its frames already had; what moves is reported as
         `revised`.
         """
@@ -189,6 +214,7 @@ class Refinement:
             initial=[records[k].global_id for k in keys],
             evidence=evidence,
             allowed=allowed,
+            cost=lambda members: self._unseen_llr(spans[m] for m in members),
         )
         out = self._relabel(keys, labels, records)
         logger.info("refinement: %d of %d tracklets changed identity", len(out) // 2, len(spans))

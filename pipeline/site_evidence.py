@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
+
 from pipeline.tracklet_spans import (
     Span,
     borders_touched,
@@ -20,6 +23,10 @@ UNDECIDED_OVERLAP_S = 10.0
 UNDECIDED_MIN_EMBEDDINGS = 4
 CONTINUATION_LLR = 2.0  # log-likelihood ratio of a lost track restarting exactly where its motion led
 MAX_CONTINUATION_MISS = 1.0  # tolerances beyond which a later track cannot continue an earlier one
+# Beyond this, the longer an identity goes unseen by every camera, the less likely its next sighting is
+# the same person: most people who leave the cameras' sight do not come back, and those who do may come
+# back at any time, so the odds of a return g seconds later fall as UNSEEN_GRACE_S / g.
+UNSEEN_GRACE_S = 10.0
 
 
 class SiteEvidence:
@@ -206,6 +213,31 @@ class SiteEvidence:
             return 0.0
         llr = self._continuation_llr(max(before, key=lambda s: s.last_time), tracklet, prior_odds_against)
         return 0.0 if llr is None else llr
+
+    def _unseen_llr(self, spans: Iterable[Span]) -> float:
+        """Log-likelihood ratio against one identity whose tracklets are `spans`, for the time they leave
+        it unseen by every camera: each gap of g > UNSEEN_GRACE_S seconds between the end of a sighting
+        and the next one's start costs log(g / UNSEEN_GRACE_S), unless a declared transition between
+        the two cameras allows it (people take that long on their way). 0 where scores are a fixed
+        threshold."""
+        ordered = sorted(spans, key=lambda s: s.first_time)
+        if self.calibration is None or not ordered:
+            return 0.0
+        llr = 0.0
+        latest = ordered[0]  # of the sightings begun so far, the one that ended last
+        for span in ordered[1:]:
+            gap = span.first_time - latest.last_time
+            window = self.transitions.get((latest.camera, span.camera))
+            declared = window is not None and window[0] <= gap <= window[1]
+            if gap > UNSEEN_GRACE_S and not declared:
+                llr -= math.log(gap / UNSEEN_GRACE_S)
+            latest = max(latest, span, key=lambda s: s.last_time)
+        return llr
+
+    def _unseen_evidence(self, tracklet: Span, others: list[Span]) -> float:
+        """What `tracklet` joining the identity whose other tracklets are `others` adds to its
+        `_unseen_llr` (a gap it fills earns nothing)."""
+        return min(self._unseen_llr([*others, tracklet]) - self._unseen_llr(others), 0.0)
 
     def _transit_llr(self, a: Span, b: Span) -> float:
         """`TransitModel.llr` of two tracklets of two cameras, one after the other (0: nothing learned)."""

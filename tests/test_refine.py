@@ -18,6 +18,7 @@ LOOKS = np.array(
     ]
 )
 NOTHING_FORBIDDEN = np.zeros((4, 4), bool)
+ALIKE = np.where(np.isnan(LOOKS), np.nan, np.maximum(LOOKS, 1.0))  # the two people look alike: +1 across
 
 
 def geometry(value: float = 4.0) -> np.ndarray:
@@ -69,6 +70,34 @@ def test_an_initial_member_that_does_not_fit_is_detached() -> None:
     motion[0, 1] = motion[1, 0] = 3.0
     kept = cluster_tracklets(scores, NOTHING_FORBIDDEN, initial=[0, 0, 1, 1], evidence=motion)
     assert kept.tolist() == [0, 0, 1, 1]
+
+
+def unseen_between_the_two_people(members) -> float:
+    """A cost of the whole cluster: -2 where it holds tracklets of both people (say, a long time apart)."""
+    return -2.0 if {0, 1} & set(members) and {2, 3} & set(members) else 0.0
+
+
+def test_a_cost_of_the_whole_cluster_weighs_against_a_merge() -> None:
+    assert cluster_tracklets(ALIKE, NOTHING_FORBIDDEN).tolist() == [0, 0, 0, 0]
+    labels = cluster_tracklets(ALIKE, NOTHING_FORBIDDEN, cost=unseen_between_the_two_people)
+    assert labels.tolist() == [0, 0, 1, 1]
+
+
+def test_an_initial_member_that_costs_its_group_more_than_it_fits_is_detached() -> None:
+    def far_from_the_first(members) -> float:  # tracklet 3 seen long after 0 and 1, say
+        return -4.0 if 3 in members and {0, 1} & set(members) else 0.0
+
+    labels = cluster_tracklets(ALIKE, NOTHING_FORBIDDEN, initial=[0, 0, 0, 0], cost=far_from_the_first)
+    assert labels.tolist() == [0, 0, 0, 1]
+
+
+def test_a_merge_that_lowers_a_cost_earns_nothing_for_it() -> None:
+    # every cluster that does not hold both people costs -5, both together nothing (a merge would fill
+    # a gap): their looks, -1.5 across the cameras, still keep them apart
+    def gap_filled(members) -> float:
+        return 0.0 if {0, 1} & set(members) and {2, 3} & set(members) else -5.0
+
+    assert cluster_tracklets(LOOKS, NOTHING_FORBIDDEN, cost=gap_filled).tolist() == [0, 0, 1, 1]
 
 
 def test_shapes_must_agree() -> None:
