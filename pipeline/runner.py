@@ -10,14 +10,13 @@ import contextlib
 import logging
 import os
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline import build
 from pipeline.config import RunConfig
 from pipeline.errors import PipelineError
 from pipeline.run_lock import RunLock
-from pipeline.runtime.results import failed_cameras
+from pipeline.runtime.results import RunResult
 
 log = logging.getLogger(__name__)
 
@@ -33,25 +32,6 @@ EXPORTS = (
     "thumbnails",
     "report.html",
 )
-
-
-@dataclass
-class RunResult:
-    """What a run produced: the output folder, per-camera stats and how it ended."""
-
-    out_dir: Path
-    status: str
-    cameras: dict[str, dict] = field(default_factory=dict)
-    stages: dict[str, dict] = field(default_factory=dict)
-
-    @property
-    def error(self) -> str | None:
-        """Why a stage (not a camera) stopped the run, if one did."""
-        return self.stages.get("error", {}).get("message")
-
-    @property
-    def failed_cameras(self) -> list[str]:
-        return failed_cameras(self.cameras)
 
 
 def run(
@@ -174,44 +154,3 @@ def _preflight_sources(config: RunConfig) -> dict[str, float]:
             fps[camera.id] = source.fps
             source.close()
     return fps
-
-
-def cameras_meta(config: RunConfig, fps: dict[str, float], frames: dict[str, int]) -> list[dict]:
-    """The `cameras` entries of tracks.json."""
-    from pipeline.sources.urls import redact_url
-
-    return [
-        {
-            "id": c.id,
-            "source": redact_url(str(c.source)),
-            "fps": fps.get(c.id, 0.0),
-            "frames": frames.get(c.id, 0),
-        }
-        for c in config.cameras
-    ]
-
-
-def salvage(config: RunConfig, out_dir: Path, fps: dict[str, float], frames: dict[str, int]) -> None:
-    """After a hard stop: keep the videos written so far and export what the store had committed."""
-    import cv2
-
-    from pipeline.sinks.exports import write_exports
-    from pipeline.store import EmbeddingStore
-
-    for partial in (out_dir / "videos").glob("*.partial.*"):
-        capture = cv2.VideoCapture(str(partial))  # an mp4, or any file cut very short, may not be readable
-        readable = capture.read()[0]
-        capture.release()
-        if readable:
-            partial.replace(partial.with_name(partial.name.replace(".partial", "")))
-    path = build.store_path(config, out_dir)
-    dim = EmbeddingStore.stored_dim(path)
-    if dim is None:
-        return
-    store = build.build_store(config, out_dir, dim)
-    try:
-        session = store.latest_session()
-        if session is not None:
-            write_exports(store, session, cameras_meta(config, fps, frames), out_dir)
-    finally:
-        store.close()

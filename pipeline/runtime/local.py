@@ -26,7 +26,7 @@ from pipeline.progress import ProgressDisplay
 from pipeline.run_info import RunInfo
 from pipeline.runtime import local_camera
 from pipeline.runtime import local_stages as stages
-from pipeline.runtime.results import StageResults
+from pipeline.runtime.results import RunResult, StageResults, salvage
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +50,6 @@ def run(
     config: RunConfig, out_dir: Path, device: str, fps: dict[str, float], max_frames, log_level, invocation
 ):
     """Run the stages as local processes until every camera has ended; returns the RunResult."""
-    from pipeline.runner import RunResult, salvage
-
     info = RunInfo(out_dir / "run.json", config, device, invocation)
     info.write("running")
     ctx = mp.get_context("spawn")

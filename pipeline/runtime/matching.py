@@ -20,6 +20,7 @@ from pipeline.messages import (
     TrackEnded,
     Tracks,
 )
+from pipeline.runtime.results import cameras_meta
 from pipeline.store import EmbeddingStore
 
 log = logging.getLogger(__name__)
@@ -90,7 +91,6 @@ class MatchSession:
 
     def finish(self) -> dict:
         """Decide what is left, write the exports and topology.json (also beside the store); returns stats."""
-        from pipeline.runner import cameras_meta
         from pipeline.sinks.exports import write_exports
         from pipeline.topology import write_topology
 

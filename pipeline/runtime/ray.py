@@ -41,7 +41,7 @@ from pipeline.messages import (
     StageStats,
     Tracks,
 )
-from pipeline.runtime.results import StageResults
+from pipeline.runtime.results import RunResult, StageResults, salvage
 from pipeline.runtime.serving import serve_batches
 
 log = logging.getLogger(__name__)
@@ -371,7 +371,6 @@ def run(
 ):
     """Run the stages as Ray actors until every camera has ended; returns the RunResult."""
     from pipeline.run_info import RunInfo
-    from pipeline.runner import RunResult
 
     started_here = not ray.is_initialized()
     if started_here:
@@ -436,8 +435,6 @@ def run(
     except KeyboardInterrupt:  # a stop signal ends a Ray run at once: keep what the store had committed
         for actor in actors:
             ray.kill(actor, no_restart=True)
-        from pipeline.runner import salvage
-
         salvage(config, out_dir, fps, {})
         if info is not None:
             info.write("killed", cameras=results.cameras, stages=results.stages)
