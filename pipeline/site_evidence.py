@@ -25,8 +25,11 @@ CONTINUATION_LLR = 2.0  # log-likelihood ratio of a lost track restarting exactl
 MAX_CONTINUATION_MISS = 1.0  # tolerances beyond which a later track cannot continue an earlier one
 # Beyond this, the longer an identity goes unseen by every camera, the less likely its next sighting is
 # the same person: most people who leave the cameras' sight do not come back, and those who do may come
-# back at any time, so the odds of a return g seconds later fall as UNSEEN_GRACE_S / g.
+# back at any time, so the odds of a return g seconds later fall as UNSEEN_GRACE_S / g ...
 UNSEEN_GRACE_S = 10.0
+# ... down to this log-likelihood ratio (about 75 s): someone back after an hour is no less likely the
+# person who left than someone back after ten minutes, and strong looks must still be able to link them
+UNSEEN_MAX_LLR = 2.0
 
 
 class SiteEvidence:
@@ -217,9 +220,9 @@ class SiteEvidence:
     def _unseen_llr(self, spans: Iterable[Span]) -> float:
         """Log-likelihood ratio against one identity whose tracklets are `spans`, for the time they leave
         it unseen by every camera: each gap of g > UNSEEN_GRACE_S seconds between the end of a sighting
-        and the next one's start costs log(g / UNSEEN_GRACE_S), unless a declared transition between
-        the two cameras allows it (people take that long on their way). 0 where scores are a fixed
-        threshold."""
+        and the next one's start costs log(g / UNSEEN_GRACE_S), at most UNSEEN_MAX_LLR, unless a
+        declared transition between the two cameras allows it (people take that long on their way). 0
+        where scores are a fixed threshold."""
         ordered = sorted(spans, key=lambda s: s.first_time)
         if self.calibration is None or not ordered:
             return 0.0
@@ -230,7 +233,7 @@ class SiteEvidence:
             window = self.transitions.get((latest.camera, span.camera))
             declared = window is not None and window[0] <= gap <= window[1]
             if gap > UNSEEN_GRACE_S and not declared:
-                llr -= math.log(gap / UNSEEN_GRACE_S)
+                llr -= min(math.log(gap / UNSEEN_GRACE_S), UNSEEN_MAX_LLR)
             latest = max(latest, span, key=lambda s: s.last_time)
         return llr
 

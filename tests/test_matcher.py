@@ -292,17 +292,26 @@ def test_transit_window_bounds_the_gap_between_cameras(gap_s: float, linked: boo
 
 
 @pytest.mark.parametrize(
-    ("gap_s", "transitions", "linked"),
-    [(5.0, None, True), (40.0, None, False), (40.0, {("a", "b"): (30.0, 60.0)}, True)],
+    ("gap_s", "cosine", "transitions", "linked"),
+    [
+        (5.0, 0.9, None, True),
+        (40.0, 0.9, None, False),
+        (40.0, 0.9, {("a", "b"): (30.0, 60.0)}, True),
+        (1800.0, 0.98, None, True),
+    ],
 )
-def test_the_longer_someone_goes_unseen_the_more_their_looks_must_say(gap_s, transitions, linked) -> None:
+def test_the_longer_someone_goes_unseen_the_more_their_looks_must_say(
+    gap_s: float, cosine: float, transitions: dict | None, linked: bool
+) -> None:
     # Looks at cosine 0.9 link a hand-over 5 s later; 40 s later the person may be anyone who came
-    # along, unless the site declared that people take that long between the two cameras.
+    # along, unless the site declared that people take that long between the two cameras. How long
+    # someone was away stops counting after a minute or so: looks that leave little doubt still link a
+    # person back after half an hour.
     e = np.eye(DIM, dtype=np.float32)
     start = 30 + int(gap_s * FPS)
     tracks = [
         Track("a", 1, 1, 30, [e[0]] * 4),
-        Track("b", 1, start, start + 30, [unit(0.9 * e[0] + np.sqrt(1 - 0.9**2) * e[1])] * 4),
+        Track("b", 1, start, start + 30, [unit(cosine * e[0] + np.sqrt(1 - cosine**2) * e[1])] * 4),
     ]
     store = EmbeddingStore(None, dim=DIM)
     final, _ = run(Matcher(store, store.begin_session(), transitions=transitions), script(tracks))
