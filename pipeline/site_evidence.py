@@ -230,8 +230,8 @@ class SiteEvidence:
         latest = ordered[0]  # of the sightings begun so far, the one that ended last
         for span in ordered[1:]:
             gap = span.first_time - latest.last_time
-            window = self.transitions.get((latest.camera, span.camera))
-            declared = window is not None and window[0] <= gap <= window[1]
+            pair = (latest.camera, span.camera)
+            declared = pair in self.transitions and self._transit_ok(*pair, gap)
             if gap > UNSEEN_GRACE_S and not declared:
                 llr -= min(math.log(gap / UNSEEN_GRACE_S), UNSEEN_MAX_LLR)
             latest = max(latest, span, key=lambda s: s.last_time)
