@@ -22,6 +22,8 @@ import numpy as np
 from scipy.optimize import least_squares
 from scipy.spatial import ConvexHull, QhullError
 
+from pipeline.tracklet_spans import BORDER_PX
+
 logger = logging.getLogger(__name__)
 
 TOPOLOGY_VERSION = 1  # version of what to_dict writes and from_dict reads
@@ -893,7 +895,8 @@ class OverlapLearner:
 
     def reset(self) -> None:
         """Forget all tracklets and models."""
-        self._samples: dict[Key, _Samples] = {}
+        self._samples: dict[Key, _Samples] = {}  # where each tracklet's feet were seen
+        self._bottoms: dict[Key, _Samples] = {}  # the bottom-centre of each of its boxes, cut ones too
         self._latest: dict[str, float] = {}
         self._pairs: dict[tuple[str, str], _PairState] = {}
 
@@ -902,18 +905,30 @@ class OverlapLearner:
         for t in trajectories:
             if len(t):
                 self._tracklet(t.camera, t.track_id).merge(t)
+                self._tracklet(t.camera, t.track_id, self._bottoms).merge(t)
                 self._latest[t.camera] = max(self._latest.get(t.camera, -math.inf), t.end)
         return self._maintain()
 
-    def add_boxes(self, camera: str, timestamp: float, track_ids, xyxy) -> list[tuple[str, str]]:
-        """Take in one frame's tracks of one camera, ids (N,) and boxes (N, 4) x1, y1, x2, y2; as update."""
+    def add_boxes(
+        self, camera: str, timestamp: float, track_ids, xyxy, image_size: tuple[int, int] | None = None
+    ) -> list[tuple[str, str]]:
+        """Take in one frame's tracks of one camera, ids (N,) and boxes (N, 4) x1, y1, x2, y2; as update.
+
+        With the frame's `image_size` (width, height), a box cut by the bottom of the view does not show
+        where its person stands: the mappings are learned without it, and it is one of the tracklet's
+        `bottoms` only.
+        """
         xyxy = np.asarray(xyxy, np.float64).reshape(-1, 4)
         ids = np.asarray(track_ids).reshape(-1)
         if len(ids) != len(xyxy):
             raise ValueError(f"track_ids must have shape ({len(xyxy)},), but got shape {ids.shape}")
         for tid, (x1, y1, x2, y2) in zip(ids.tolist(), xyxy.tolist()):
-            if y2 > y1:
-                self._tracklet(camera, int(tid)).add(float(timestamp), ((x1 + x2) / 2, y2), y2 - y1)
+            if y2 <= y1:
+                continue
+            sample = (float(timestamp), ((x1 + x2) / 2, y2), y2 - y1)
+            self._tracklet(camera, int(tid), self._bottoms).add(*sample)
+            if image_size is None or y2 < image_size[1] - BORDER_PX:
+                self._tracklet(camera, int(tid)).add(*sample)
         self._latest[camera] = max(self._latest.get(camera, -math.inf), float(timestamp))
         return self._maintain()
 
@@ -949,9 +964,10 @@ class OverlapLearner:
             return None
         return float(np.median([e for _, e in state.errors]))
 
-    def trajectory(self, camera: str, track_id: int) -> Trajectory | None:
-        """What the learner remembers of one tracklet, or None."""
-        samples = self._samples.get((camera, track_id))
+    def trajectory(self, camera: str, track_id: int, *, bottoms: bool = False) -> Trajectory | None:
+        """What the learner remembers of one tracklet, or None: where its feet were seen, or with
+        `bottoms`, the bottom-centres of all its boxes, those cut by the bottom of the view included."""
+        samples = (self._bottoms if bottoms else self._samples).get((camera, track_id))
         return None if samples is None else samples.trajectory()
 
     def trajectories(self, camera: str) -> list[Trajectory]:
@@ -985,19 +1001,22 @@ class OverlapLearner:
             learner._pairs[(model.camera_a, model.camera_b)] = _PairState(model=model)
         return learner
 
-    def _tracklet(self, camera: str, track_id: int) -> _Samples:
+    def _tracklet(self, camera: str, track_id: int, table: dict[Key, _Samples] | None = None) -> _Samples:
+        """The samples of one tracklet in `table` (default: where its feet were seen)."""
+        table = self._samples if table is None else table
         key = (camera, track_id)
-        if key not in self._samples:
-            self._samples[key] = _Samples(camera, track_id)
-        return self._samples[key]
+        if key not in table:
+            table[key] = _Samples(camera, track_id)
+        return table[key]
 
     def _maintain(self) -> list[tuple[str, str]]:
         """Measure fresh errors, drop and refit models where due; the pairs whose model changed."""
         if not self._latest:
             return []
         horizon = max(self._latest.values()) - self.memory_s
-        for key in [k for k, s in self._samples.items() if s.end < horizon]:
-            del self._samples[key]
+        for table in (self._samples, self._bottoms):
+            for key in [k for k, s in table.items() if s.end < horizon]:
+                del table[key]
         changed = []
         cameras = sorted(self._latest)
         for i, a in enumerate(cameras):

@@ -209,7 +209,9 @@ class Matcher(SiteEvidence, Refinement):
         times[0], times[1] = min(times[0], tracks.timestamp), max(times[1], tracks.timestamp)
         if tracks.image_size is not None:
             self._view_sizes[tracks.camera_id] = tracks.image_size
-        self.geometry.add_boxes(tracks.camera_id, tracks.timestamp, tracks.track_id, tracks.xyxy)
+        self.geometry.add_boxes(
+            tracks.camera_id, tracks.timestamp, tracks.track_id, tracks.xyxy, tracks.image_size
+        )
         present = []
         for xyxy, track_id in zip(tracks.xyxy, tracks.track_id, strict=True):
             key = (tracks.camera_id, int(track_id))

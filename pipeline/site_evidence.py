@@ -73,15 +73,22 @@ class SiteEvidence:
         return True
 
     def _geometric_distance(self, tracklet: Span, other: Span) -> tuple[float | None, object | None]:
-        """How far apart two tracklets of overlapping views are, in box heights, by the learned mapping."""
+        """How far apart two tracklets of overlapping views are, in box heights, by the learned mapping.
+
+        Judged where both views saw their feet; where that was too seldom, on the bottoms of all their
+        boxes, those cut by the bottom of a view included: a rougher measure, but the only one there is.
+        """
         model = self.geometry.model(tracklet.camera, other.camera)
         if model is None or tracklet.track_id < 0 or other.track_id < 0:
             return None, model
-        first = self.geometry.trajectory(tracklet.camera, tracklet.track_id)
-        second = self.geometry.trajectory(other.camera, other.track_id)
-        if first is None or second is None:
-            return None, model
-        return model.distance(first, second, min_common=GEOMETRY_MIN_COMMON), model
+        for bottoms in (False, True):
+            first = self.geometry.trajectory(tracklet.camera, tracklet.track_id, bottoms=bottoms)
+            second = self.geometry.trajectory(other.camera, other.track_id, bottoms=bottoms)
+            if first is not None and second is not None:
+                distance = model.distance(first, second, min_common=GEOMETRY_MIN_COMMON)
+                if distance is not None:
+                    return distance, model
+        return None, model
 
     def _may_be_together(self, tracklet: Span, other: Span, resolving: bool = False) -> bool:
         """Whether one person may be seen at once in the two tracklets' cameras, where they are.

@@ -241,6 +241,44 @@ def test_learner_fits_once_more_on_all_the_data_at_the_end(pets_gt) -> None:
     assert learner.finish() == []  # nothing new since
 
 
+def _stacked_views(pets_gt, image_size: tuple[int, int] | None) -> OverlapLearner:
+    """A learner fed, frame by frame, two crops of the PETS view: its top (rows 0-322) and its bottom
+    (rows 254-576), which share a strip of 68 rows. Boxes are cut by their crop, as a camera's frame
+    cuts them, and kept where 30% of them is left; each crop has its own track ids."""
+    frames, ids, boxes = pets_gt
+    xyxy = np.c_[boxes[:, :2], boxes[:, :2] + boxes[:, 2:]]
+    learner = OverlapLearner()
+    for frame in range(1, frames.max() + 1):
+        here = frames == frame
+        for camera, top, offset in (("top", 0.0, 0), ("bottom", 254.0, 1000)):
+            cut = xyxy[here].copy()
+            cut[:, [1, 3]] = np.clip(cut[:, [1, 3]], top, top + 322.0) - top
+            kept = cut[:, 3] - cut[:, 1] >= 0.3 * boxes[here, 3]
+            learner.add_boxes(camera, frame / FPS, ids[here][kept] + offset, cut[kept], image_size)
+    learner.finish()
+    return learner
+
+
+def test_a_box_cut_by_the_bottom_of_its_view_does_not_teach_the_mapping(pets_gt) -> None:
+    """In the shared strip, the top crop cuts its people's feet off. Told its frame size, the learner
+    keeps those boxes out of the mapping, which lands on the true shift (0.0 px, against 9 px
+    from the boxes' bottoms), and keeps them as the tracklets' bottoms."""
+    strip = np.array([[x, y] for x in range(100, 700, 50) for y in (270.0, 290.0, 310.0)])
+    errors = {}
+    for image_size in ((768, 322), None):
+        model = _stacked_views(pets_gt, image_size).model("top", "bottom")
+        assert model is not None
+        errors[image_size] = np.median(np.linalg.norm(model.project(strip) - (strip - [0, 254]), axis=1))
+    assert errors[(768, 322)] < 0.5 < 5.0 < errors[None]
+
+    learner = _stacked_views(pets_gt, (768, 322))
+    for person in (1, 2, 3):
+        feet, bottoms = learner.trajectory("top", person), learner.trajectory("top", person, bottoms=True)
+        assert feet is not None and bottoms is not None
+        assert set(feet.times) < set(bottoms.times) and feet.points[:, 1].max() < 320.0
+        assert bottoms.points[:, 1].max() == 322.0
+
+
 def test_models_round_trip_through_json(pets_gt) -> None:
     (a, _), (b, _) = _overlapping_pair(pets_gt, seed=0)
     learner = OverlapLearner()

@@ -241,26 +241,44 @@ def test_after_a_long_break_in_one_camera_the_person_must_have_been_seen_elsewhe
     assert (final[("a", 1)] == final[("a", 2)]) == linked
 
 
-def test_overlapping_views_are_learned_and_link_look_alikes_by_where_they_walk() -> None:
-    """Camera b sees camera a's floor scaled by 0.8 and shifted; no overlap is declared, everyone looks alike."""
+@pytest.mark.parametrize("walks_out_of_a", [False, True])
+def test_overlapping_views_are_learned_and_link_look_alikes_by_where_they_walk(walks_out_of_a: bool) -> None:
+    """Camera b sees camera a's floor scaled by 0.8 and shifted; no overlap is declared, everyone looks
+    alike. `walks_out_of_a`: a fifth, taller person walks slowly down out of a's 300-row frame, which
+    cuts their box at its bottom for all but the first frames, while b sees them whole; where a saw
+    their feet says where they walked, not where a's frame cut them."""
     look = people(1)[0]
     starts = [
         (0.0, 0.0, 3.0, 2.0),
         (300.0, 0.0, -2.5, 2.5),
-        (0.0, 300.0, 2.0, -2.0),
-        (300.0, 300.0, -3.0, -1.5),
+        (0.0, 200.0, 2.0, -1.5),
+        (300.0, 260.0, -3.0, -1.5),
     ]
+    if walks_out_of_a:
+        starts.append((150.0, 255.0, 1.0, 0.4))
     tracks = []
     for i, (x, y, vx, vy) in enumerate(starts, start=1):
-        tracks.append(Track("a", i, 1, 100, [look] * 12, x0=x, y0=y, vx=vx, vy=vy))
-        bx, by = 0.8 * (x + 4) + 50 - 4, 0.8 * (y + 20) + 30 - 20  # the same foot point in b
-        tracks.append(Track("b", 10 + i, 1, 100, [look] * 12, x0=bx, y0=by, vx=0.8 * vx, vy=0.8 * vy))
+        h = 40.0 if i == 5 else 20.0
+        tracks.append(Track("a", i, 1, 100, [look] * 12, x0=x, y0=y, vx=vx, vy=vy, height=h))
+        bx, by = 0.8 * (x + 4) + 50 - 4, 0.8 * (y + h) + 30 - 0.8 * h  # the same foot point in b
+        b = Track("b", 10 + i, 1, 100, [look] * 12, x0=bx, y0=by, vx=0.8 * vx, vy=0.8 * vy, height=0.8 * h)
+        tracks.append(b)
+    messages = []
+    for m in script(tracks):
+        if isinstance(m, Tracks):
+            size = (400, 300) if m.camera_id == "a" else (400, 400)
+            xyxy = m.xyxy.copy()
+            xyxy[:, 3] = np.minimum(xyxy[:, 3], size[1])
+            m = Tracks(m.camera_id, m.frame_index, m.timestamp, xyxy, m.confidence, m.track_id, size)
+        messages.append(m)
     store = EmbeddingStore(None, dim=DIM)
     matcher = Matcher(store, store.begin_session())
-    final, _ = run(matcher, script(tracks))
+    final, _ = run(matcher, messages)
     assert matcher.geometry.model("a", "b") is not None
-    assert [final[("a", i)] == final[("b", 10 + i)] for i in range(1, 5)] == [True] * 4
-    assert len({final[("a", i)] for i in range(1, 5)}) == 4
+    assert [final[("a", i)] == final[("b", 10 + i)] for i in range(1, len(starts) + 1)] == [True] * len(
+        starts
+    )
+    assert len({final[("a", i)] for i in range(1, len(starts) + 1)}) == len(starts)
 
 
 @pytest.mark.parametrize(
