@@ -263,22 +263,20 @@ def test_overlapping_views_are_learned_and_link_look_alikes_by_where_they_walk(w
         bx, by = 0.8 * (x + 4) + 50 - 4, 0.8 * (y + h) + 30 - 0.8 * h  # the same foot point in b
         b = Track("b", 10 + i, 1, 100, [look] * 12, x0=bx, y0=by, vx=0.8 * vx, vy=0.8 * vy, height=0.8 * h)
         tracks.append(b)
-    messages = []
-    for m in script(tracks):
-        if isinstance(m, Tracks):
-            size = (400, 300) if m.camera_id == "a" else (400, 400)
-            xyxy = m.xyxy.copy()
-            xyxy[:, 3] = np.minimum(xyxy[:, 3], size[1])
-            m = Tracks(m.camera_id, m.frame_index, m.timestamp, xyxy, m.confidence, m.track_id, size)
-        messages.append(m)
+
+    def framed(m: Tracks) -> Tracks:  # boxes cut by the bottom of their camera's frame
+        size = (400, 300) if m.camera_id == "a" else (400, 400)
+        xyxy = m.xyxy.copy()
+        xyxy[:, 3] = np.minimum(xyxy[:, 3], size[1])
+        return Tracks(m.camera_id, m.frame_index, m.timestamp, xyxy, m.confidence, m.track_id, size)
+
     store = EmbeddingStore(None, dim=DIM)
     matcher = Matcher(store, store.begin_session())
-    final, _ = run(matcher, messages)
+    final, _ = run(matcher, [framed(m) if isinstance(m, Tracks) else m for m in script(tracks)])
     assert matcher.geometry.model("a", "b") is not None
-    assert [final[("a", i)] == final[("b", 10 + i)] for i in range(1, len(starts) + 1)] == [True] * len(
-        starts
-    )
-    assert len({final[("a", i)] for i in range(1, len(starts) + 1)}) == len(starts)
+    n = len(starts)
+    assert [final[("a", i)] == final[("b", 10 + i)] for i in range(1, n + 1)] == [True] * n
+    assert len({final[("a", i)] for i in range(1, n + 1)}) == n
 
 
 @pytest.mark.parametrize(
