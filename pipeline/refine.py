@@ -20,6 +20,12 @@ logger = logging.getLogger(__name__)
 Output = Assignment | IdentityEvent
 REFINE_MAX = 1000  # closed tracklets a refinement re-solves at most (the most recent)
 VIEW_OFFSET_MIN_PAIRS = 20  # pairs of two people, within one view and across two, to measure their offset
+# The log-odds by which the merge a freeing allows must outweigh the freed members' link with their
+# cluster (about 7 to 1). On the replayed suite the freeings under it (1.6, 0.95) traded right links for
+# wrong ones, and those over it (6.4 and more) joined one person's clusters that one switching track
+# held apart.
+FREEING_MARGIN = 2.0
+MAX_FREEINGS = 5  # freeings per clustering, at most (each one clusters once more)
 
 
 def cluster_tracklets(
@@ -51,20 +57,56 @@ def cluster_tracklets(
 
     Clustering starts from the groups of `initial` (labels (n,), e.g. the decisions made online; default
     every tracklet alone), after detaching each member whose link with the rest of its group, weighed as
-    above, is not above `min_score` (worst first), or that is forbidden with one of them. Returns labels
-    (n,) int, 0..k-1 in order of each cluster's first member.
+    above, is not above `min_score` (worst first), or that is forbidden with one of them.
+
+    One member can hold two clusters of one person apart: a track that switched people half way joins the
+    first person's cluster on its first part, while its second part is where that person's later cluster
+    cannot be. So once no merge is left, the members of a cluster that are forbidden with another one
+    leave it (each alone) where the merge of the rest with the other cluster outweighs their link with
+    the rest by FREEING_MARGIN, the best such freeing first; clustering then goes on from there, at most
+    MAX_FREEINGS times. Returns labels (n,) int, 0..k-1 in order of each cluster's first member.
     """
     scores = np.asarray(scores, np.float64)
     n = len(scores)
     additive = np.zeros((n, n)) if evidence is None else np.asarray(evidence, np.float64)
     if scores.shape != (n, n) or np.shape(forbidden) != (n, n) or additive.shape != (n, n):
         raise ValueError(f"scores, evidence and forbidden must all have shape ({n}, {n})")
+    forbidden = np.asarray(forbidden, bool)
+    forbidden = forbidden | forbidden.T
+    remembered = None if cost is None else functools.cache(cost)  # called with sorted member tuples
+
+    def added_cost(first: list[int], second: list[int]) -> float:  # what uniting two clusters adds (<= 0)
+        if remembered is None:
+            return 0.0
+        whole, *parts = (remembered(tuple(sorted(g))) for g in (first + second, first, second))
+        return min(whole - sum(parts), 0.0)
+
+    labels = _agglomerate(scores, additive, forbidden, initial, allowed, added_cost, min_score)
+    for _ in range(MAX_FREEINGS):
+        freed = _freeing(scores, additive, forbidden, labels, allowed, added_cost, min_score)
+        if freed is None:
+            break
+        labels = _agglomerate(scores, additive, forbidden, freed, allowed, added_cost, min_score)
+    return labels
+
+
+def _agglomerate(
+    scores: np.ndarray,
+    additive: np.ndarray,
+    forbidden: np.ndarray,
+    initial: Sequence[int] | None,
+    allowed: Callable[[Sequence[int]], bool],
+    added_cost: Callable[[list[int], list[int]], float],
+    min_score: float,
+) -> np.ndarray:
+    """`cluster_tracklets` from the groups of `initial` until no merge is left, without freeings."""
+    n = len(scores)
     known = ~np.isnan(scores)
     total = np.where(known, scores, 0.0)  # (k, k) sums of pair scores between clusters
     count = known.astype(np.float64)  # (k, k) pairs with scores between clusters
     added = additive.copy()  # (k, k) sums of the evidence between clusters
     weighed = known | (additive != 0)  # (k, k) whether anything speaks for or against a merge
-    blocked = np.array(forbidden, bool) | np.eye(n, dtype=bool)
+    blocked = forbidden | np.eye(n, dtype=bool)
     members: list[list[int]] = [[i] for i in range(n)]
     alive = np.ones(n, bool)
 
@@ -76,14 +118,6 @@ def cluster_tracklets(
         members[a].extend(members[b])
         members[b] = []
         alive[b] = False
-
-    remembered = None if cost is None else functools.cache(cost)  # called with sorted member tuples
-
-    def added_cost(first: list[int], second: list[int]) -> float:  # what uniting two clusters adds (<= 0)
-        if remembered is None:
-            return 0.0
-        whole, *parts = (remembered(tuple(sorted(g))) for g in (first + second, first, second))
-        return min(whole - sum(parts), 0.0)
 
     def best_merge() -> tuple[int, int] | None:
         linkage = np.where(weighed & ~blocked, _link(total, count, added), -np.inf)
@@ -113,6 +147,50 @@ def cluster_tracklets(
     for label, group in enumerate(sorted((sorted(m) for m in members if m), key=lambda m: m[0])):
         labels[group] = label
     return labels
+
+
+def _freeing(
+    scores: np.ndarray,
+    additive: np.ndarray,
+    forbidden: np.ndarray,
+    labels: np.ndarray,
+    allowed: Callable[[Sequence[int]], bool],
+    added_cost: Callable[[list[int], list[int]], float],
+    min_score: float,
+) -> np.ndarray | None:
+    """`labels` (n,) with the best freeing made (see `cluster_tracklets`), the freed members each alone
+    and the rest of their cluster joined to the other one; None where none is worth FREEING_MARGIN."""
+    known = ~np.isnan(scores)
+    filled = np.where(known, scores, 0.0)
+
+    def link(first: list[int], second: list[int]) -> float:  # as a merge of two clusters weighs them
+        pairs = np.ix_(first, second)
+        if not (known[pairs] | (additive[pairs] != 0)).any():
+            return -np.inf
+        mean = filled[pairs].sum() / max(known[pairs].sum(), 1)
+        return mean + additive[pairs].sum() + added_cost(first, second)
+
+    rows, cols = np.nonzero(np.triu(forbidden) & (labels[:, None] != labels[None, :]))
+    apart = {(min(a, b), max(a, b)) for a, b in zip(labels[rows].tolist(), labels[cols].tolist())}
+    best, best_value = None, FREEING_MARGIN
+    for a, b in sorted(apart):  # clusters that a forbidden pair holds apart
+        first, second = np.flatnonzero(labels == a).tolist(), np.flatnonzero(labels == b).tolist()
+        clash = forbidden[np.ix_(first, second)]
+        for group, other, held in ((first, second, clash.any(axis=1)), (second, first, clash.any(axis=0))):
+            rest = [m for m, c in zip(group, held, strict=True) if not c]
+            if not rest or (gain := link(rest, other)) <= min_score:
+                continue
+            freed = [m for m, c in zip(group, held, strict=True) if c]
+            value = gain - max(link(freed, rest), 0.0)
+            if value > best_value and allowed(sorted(rest + other)):
+                best, best_value = (freed, rest, other), value
+    if best is None:
+        return None
+    freed, rest, other = best
+    relabelled = labels.copy()
+    relabelled[rest] = labels[other[0]]
+    relabelled[freed] = labels.max() + 1 + np.arange(len(freed))
+    return relabelled
 
 
 def _link(total: np.ndarray, count: np.ndarray, added: np.ndarray) -> np.ndarray:

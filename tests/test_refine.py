@@ -100,6 +100,25 @@ def test_a_merge_that_lowers_a_cost_earns_nothing_for_it() -> None:
     assert cluster_tracklets(LOOKS, NOTHING_FORBIDDEN, cost=gap_filled).tolist() == [0, 0, 1, 1]
 
 
+@pytest.mark.parametrize(("between", "expected"), [(8.0, [0, 1, 0, 0]), (4.0, [0, 0, 1, 1])])
+def test_a_member_that_holds_one_persons_clusters_apart_is_freed(between: float, expected: list[int]) -> None:
+    """Tracklets 0 (camera a) and 1 (camera b) walk together (+4), and so do 2 and 3 later; 0, 2 and 3
+    look alike (+1), 1 was not compared. Track 1 then switched to someone else where 3 cannot be
+    (forbidden), so the live decisions' two clusters cannot merge. With two pieces of evidence that 2
+    continues 0 (+8), the merge without 1 is worth 9 against 1's link with 0 of 4: 1 leaves. With one
+    (+4), 5 against 4 is not worth FREEING_MARGIN (2), and the clusters stay."""
+    looks = np.full((4, 4), np.nan)
+    for i, j in ((0, 2), (0, 3), (2, 3)):
+        looks[i, j] = looks[j, i] = 1.0
+    evidence = np.zeros((4, 4))
+    for i, j, value in ((0, 1, 4.0), (2, 3, 4.0), (0, 2, between)):
+        evidence[i, j] = evidence[j, i] = value
+    forbidden = NOTHING_FORBIDDEN.copy()
+    forbidden[1, 3] = forbidden[3, 1] = True
+    labels = cluster_tracklets(looks, forbidden, evidence=evidence, initial=[0, 0, 1, 1])
+    assert labels.tolist() == expected
+
+
 def test_shapes_must_agree() -> None:
     with pytest.raises(ValueError, match="shape"):
         cluster_tracklets(LOOKS, NOTHING_FORBIDDEN, evidence=np.zeros((3, 3)))
