@@ -21,9 +21,8 @@ Output = Assignment | IdentityEvent
 REFINE_MAX = 1000  # closed tracklets a refinement re-solves at most (the most recent)
 VIEW_OFFSET_MIN_PAIRS = 20  # pairs of two people, within one view and across two, to measure their offset
 # The log-odds by which the merge a freeing allows must outweigh the freed members' link with their
-# cluster (about 7 to 1). On the replayed suite the freeings under it (1.6, 0.95) traded right links for
-# wrong ones, and those over it (6.4 and more) joined one person's clusters that one switching track
-# held apart.
+# cluster (about 7 to 1). On the replayed suite the freeings under it (1.6, 0.95) lost IDF1, and those
+# over it gained (6.4 on pets-three: one person's clusters that one switching track held apart).
 FREEING_MARGIN = 2.0
 MAX_FREEINGS = 5  # freeings per clustering, at most (each one clusters once more)
 
