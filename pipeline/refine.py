@@ -166,8 +166,8 @@ def _freeing(
         pairs = np.ix_(first, second)
         if not (known[pairs] | (additive[pairs] != 0)).any():
             return -np.inf
-        mean = filled[pairs].sum() / max(known[pairs].sum(), 1)
-        return mean + additive[pairs].sum() + added_cost(first, second)
+        linkage = _link(filled[pairs].sum(), known[pairs].sum(), additive[pairs].sum())
+        return float(linkage) + added_cost(first, second)
 
     rows, cols = np.nonzero(np.triu(forbidden) & (labels[:, None] != labels[None, :]))
     apart = {(min(a, b), max(a, b)) for a, b in zip(labels[rows].tolist(), labels[cols].tolist())}
