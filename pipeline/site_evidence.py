@@ -16,6 +16,7 @@ from pipeline.tracklet_spans import (
 
 GEOMETRY_LLR = 4.0  # log-likelihood ratio of two tracklets at corresponding places in overlapping views
 GEOMETRY_MIN_COMMON = 3  # moments seen together before geometry speaks
+CONFIDENT_OVERLAP = 0.5  # a learned mapping less confident than this constrains nothing
 # Views whose cameras ran together for less than this in a whole run could not show whether they overlap:
 # when the run is re-solved at its end, a person may be in both at once there, and looks decide, between
 # tracklets whose features average UNDECIDED_MIN_EMBEDDINGS crops or more (the calibration's own bar).
@@ -62,15 +63,33 @@ class SiteEvidence:
                 return False  # in two cameras at once, where their views cannot both see one person
         if before:
             last = max(before, key=lambda s: s.last_time)
-            if not self._transit_ok(last.camera, tracklet.camera, tracklet.first_time - last.last_time):
+            if not self._hand_over_ok(last, tracklet, others):
                 return False
         if after:
             following = min(after, key=lambda s: s.first_time)
-            if not self._transit_ok(
-                tracklet.camera, following.camera, following.first_time - tracklet.last_time
-            ):
+            if not self._hand_over_ok(tracklet, following, others):
                 return False
         return True
+
+    def _hand_over_ok(self, earlier: Span, later: Span, others: list[Span]) -> bool:
+        """Whether one person may be seen last in `earlier` and next in `later`, of one identity whose
+        other tracklets are `others`: a declared transition's window holds the gap between them, and the
+        person did not vanish for longer than `rejoin_max_gap_s` between two views that overlap.
+
+        Where two views overlap, one person walks from one into the other in sight of at least one of
+        them. Someone gone from both for longer has left the ground they cover, and whoever appears there
+        later is someone else, unless seen elsewhere in between: as after a long break in one view
+        (`_rejoin_ok`).
+        """
+        gap = later.first_time - earlier.last_time
+        if not self._transit_ok(earlier.camera, later.camera, gap):
+            return False
+        if gap <= self.rejoin_max_gap_s or earlier.camera == later.camera:
+            return True  # a break in one view is `_rejoin_ok`'s to judge
+        model = self.geometry.model(earlier.camera, later.camera)
+        if model is None or model.confidence < CONFIDENT_OVERLAP:
+            return True
+        return any(s.last_time > earlier.last_time and s.first_time < later.first_time for s in others)
 
     def _geometric_distance(self, tracklet: Span, other: Span) -> tuple[float | None, object | None]:
         """How far apart two tracklets of overlapping views are, in box heights, by the learned mapping.
@@ -106,7 +125,7 @@ class SiteEvidence:
                 and self._run_together(tracklet.camera, other.camera) < UNDECIDED_OVERLAP_S
                 and min(tracklet.embeddings, other.embeddings) >= UNDECIDED_MIN_EMBEDDINGS
             )
-        return distance is None or distance <= model.tolerance or model.confidence < 0.5
+        return distance is None or distance <= model.tolerance or model.confidence < CONFIDENT_OVERLAP
 
     def _run_together(self, a: str, b: str) -> float:
         """Seconds of data time during which both cameras have been streaming."""

@@ -241,28 +241,35 @@ def test_after_a_long_break_in_one_camera_the_person_must_have_been_seen_elsewhe
     assert (final[("a", 1)] == final[("a", 2)]) == linked
 
 
+def walks_in_two_views(starts: list[tuple], looks: list[np.ndarray], last: int = 100) -> list[Track]:
+    """People walking about camera a's floor from frame 1 to `last`, each from (x, y) at (vx, vy) pixels
+    per frame with a box of height h (`starts`: (x, y, vx, vy, h) each), and seen by camera b, which sees
+    a's floor scaled by 0.8 and shifted: person i (from 1) is track i in a and track 10 + i in b."""
+    tracks = []
+    for i, ((x, y, vx, vy, h), look) in enumerate(zip(starts, looks, strict=True), start=1):
+        tracks.append(Track("a", i, 1, last, [look] * 12, x0=x, y0=y, vx=vx, vy=vy, height=h))
+        bx, by = 0.8 * (x + 4) + 50 - 4, 0.8 * (y + h) + 30 - 0.8 * h  # the same foot point in b
+        b = Track("b", 10 + i, 1, last, [look] * 12, x0=bx, y0=by, vx=0.8 * vx, vy=0.8 * vy, height=0.8 * h)
+        tracks.append(b)
+    return tracks
+
+
+WALKS = [  # (x, y, vx, vy, h) of four people in camera a
+    (0.0, 0.0, 3.0, 2.0, 20.0),
+    (300.0, 0.0, -2.5, 2.5, 20.0),
+    (0.0, 200.0, 2.0, -1.5, 20.0),
+    (300.0, 260.0, -3.0, -1.5, 20.0),
+]
+
+
 @pytest.mark.parametrize("walks_out_of_a", [False, True])
 def test_overlapping_views_are_learned_and_link_look_alikes_by_where_they_walk(walks_out_of_a: bool) -> None:
     """Camera b sees camera a's floor scaled by 0.8 and shifted; no overlap is declared, everyone looks
     alike. `walks_out_of_a`: a fifth, taller person walks slowly down out of a's 300-row frame, which
     cuts their box at its bottom for all but the first frames, while b sees them whole; where a saw
     their feet says where they walked, not where a's frame cut them."""
-    look = people(1)[0]
-    starts = [
-        (0.0, 0.0, 3.0, 2.0),
-        (300.0, 0.0, -2.5, 2.5),
-        (0.0, 200.0, 2.0, -1.5),
-        (300.0, 260.0, -3.0, -1.5),
-    ]
-    if walks_out_of_a:
-        starts.append((150.0, 255.0, 1.0, 0.4))
-    tracks = []
-    for i, (x, y, vx, vy) in enumerate(starts, start=1):
-        h = 40.0 if i == 5 else 20.0
-        tracks.append(Track("a", i, 1, 100, [look] * 12, x0=x, y0=y, vx=vx, vy=vy, height=h))
-        bx, by = 0.8 * (x + 4) + 50 - 4, 0.8 * (y + h) + 30 - 0.8 * h  # the same foot point in b
-        b = Track("b", 10 + i, 1, 100, [look] * 12, x0=bx, y0=by, vx=0.8 * vx, vy=0.8 * vy, height=0.8 * h)
-        tracks.append(b)
+    starts = [*WALKS, (150.0, 255.0, 1.0, 0.4, 40.0)] if walks_out_of_a else WALKS
+    tracks = walks_in_two_views(starts, [people(1)[0]] * len(starts))
 
     def framed(m: Tracks) -> Tracks:  # boxes cut by the bottom of their camera's frame
         size = (400, 300) if m.camera_id == "a" else (400, 400)
@@ -277,6 +284,28 @@ def test_overlapping_views_are_learned_and_link_look_alikes_by_where_they_walk(w
     n = len(starts)
     assert [final[("a", i)] == final[("b", 10 + i)] for i in range(1, n + 1)] == [True] * n
     assert len({final[("a", i)] for i in range(1, n + 1)}) == n
+
+
+@pytest.mark.parametrize(("elsewhere", "linked"), [(False, False), (True, True)])
+def test_someone_gone_from_two_overlapping_views_for_long_comes_back_only_if_seen_elsewhere(
+    elsewhere: bool, linked: bool
+) -> None:
+    """Four people walk about two overlapping views; the first is seen by b one second longer than by a.
+    Seven seconds after b lost them, someone who looks like them enters a. Gone from both views for that
+    long, the first person left the ground they cover: the newcomer is them only where a camera
+    elsewhere saw them in between."""
+    p = people(len(WALKS))
+    tracks = walks_in_two_views(WALKS, list(p))
+    tracks[1].last = 110  # b's track of the first person (tracks[0] is a's)
+    tracks.append(Track("a", 30, 180, 210, [p[0]] * 4, x0=300.0, y0=200.0))
+    if elsewhere:
+        tracks.append(Track("c", 1, 120, 160, [p[0]] * 4))
+    store = EmbeddingStore(None, dim=DIM)
+    matcher = Matcher(store, store.begin_session())
+    final, _ = run(matcher, script(tracks))
+    assert matcher.geometry.model("a", "b") is not None
+    assert final[("a", 1)] == final[("b", 11)]
+    assert (final[("a", 30)] == final[("a", 1)]) == linked
 
 
 @pytest.mark.parametrize(
