@@ -95,7 +95,7 @@ class MatcherConfig:
     min_embeddings: int = bounded(3, ge=1)
     revise_every: int = bounded(4, ge=1)
     top_k: int = bounded(20, ge=1)
-    rejoin_max_gap_s: float = bounded(3.0, ge=0)  # longer in-camera breaks need a sighting elsewhere
+    rejoin_max_gap_s: float = bounded(3.0, ge=0)  # longer gaps, one view or two overlapping: seen elsewhere
     refine: bool = True  # re-solve the run's identities with all evidence when it ends
     # also every this many seconds of video (streams that never end); null: only at the end
     refine_interval_s: float | None = bounded(300.0, gt=0)

@@ -53,7 +53,9 @@ class Matcher(SiteEvidence, Refinement):
     tracklet joins an identity's earlier one only as the continuation of a lost track (within
     `rejoin_max_gap_s`, where its motion, or that of a track it met just before, leads, at a similar
     size; not where the earlier one walked out of the frame and the later one began inside it, clear of
-    the border) or after the person was seen in another camera in between.
+    the border) or after the person was seen in another camera in between. Likewise, one person goes
+    unseen between two views that a learned mapping says overlap for at most `rejoin_max_gap_s`, unless
+    seen elsewhere in between.
     Constraints compare tracklets of this session only: timestamps of earlier sessions are not on the
     same clock.
 
