@@ -89,7 +89,7 @@ class SiteEvidence:
         model = self.geometry.model(earlier.camera, later.camera)
         if model is None or model.confidence < CONFIDENT_OVERLAP:
             return True
-        return any(s.last_time > earlier.last_time and s.first_time < later.first_time for s in others)
+        return _seen_between(earlier, later, others)
 
     def _geometric_distance(self, tracklet: Span, other: Span) -> tuple[float | None, object | None]:
         """How far apart two tracklets of overlapping views are, in box heights, by the learned mapping.
@@ -160,12 +160,7 @@ class SiteEvidence:
             return True
         gap = later.first_time - earlier.last_time
         if gap > self.rejoin_max_gap_s:
-            return any(
-                s.camera != tracklet.camera
-                and s.last_time > earlier.last_time
-                and s.first_time < later.first_time
-                for s in others
-            )
+            return _seen_between(earlier, later, [s for s in others if s.camera != tracklet.camera])
         miss = self._continuation_miss(earlier, later)
         return miss is None or miss <= MAX_CONTINUATION_MISS
 
@@ -280,3 +275,8 @@ class SiteEvidence:
         """`_transit_llr` of `tracklet` after the identity's latest sighting in another camera before it."""
         before = [s for s in others if s.camera != tracklet.camera and s.last_time <= tracklet.first_time]
         return self._transit_llr(max(before, key=lambda s: s.last_time), tracklet) if before else 0.0
+
+
+def _seen_between(earlier: Span, later: Span, spans: list[Span]) -> bool:
+    """Whether any of `spans` saw its person between the end of `earlier` and the start of `later`."""
+    return any(s.last_time > earlier.last_time and s.first_time < later.first_time for s in spans)
