@@ -159,19 +159,23 @@ def test_a_broken_track_is_healed_only_where_its_motion_leads(x0: float, linked:
     assert (final[("a", 1)] == final[("a", 2)]) == linked
 
 
-@pytest.mark.parametrize(("x0", "linked"), [(92.0, True), (84.0, False)])
-def test_a_track_that_walked_out_of_the_frame_is_not_continued_by_one_that_begins_inside(
-    x0: float, linked: bool
+@pytest.mark.parametrize(
+    ("x0", "cosine", "linked"), [(92.0, 0.95, True), (92.0, 0.8, False), (84.0, 0.8, False)]
+)
+def test_a_track_that_walked_out_of_the_frame_is_continued_only_at_its_border_and_only_by_looks(
+    x0: float, cosine: float, linked: bool
 ) -> None:
-    # Two looks at cosine 0.8, which appearance alone does not link. Track 1 walks right, 0.5 px a
-    # frame, and leaves the 100 px wide frame at frame 30 (its box reaches x=100). 1.5 s later, track 2
-    # begins where that motion leads: crossing the border back in (x0=92), it may be the one who left,
-    # lost at the border, and motion vouches for it; 8 px inside, clear of the border (x0=84), it is
-    # someone who was in the view already.
+    # Track 1 walks right, 0.5 px a frame, and leaves the 100 px wide frame at frame 30 (its box reaches
+    # x=100). 1.5 s later, track 2 begins where that motion leads. Crossing the border back in (x0=92),
+    # it may be the one who left or someone else walking in: motion vouches for neither, and the looks
+    # decide (cosine 0.95 links, 0.8 does not). 8 px inside, clear of the border (x0=84), it is someone
+    # who was in the view already.
     e = np.eye(DIM, dtype=np.float32)
     tracks = [
         Track("a", 1, 1, 30, [e[0]] * 4, x0=77.5, vx=0.5, y0=40.0),
-        Track("a", 2, 46, 70, [unit(0.8 * e[0] + 0.6 * e[1])] * 4, x0=x0, vx=0.5, y0=40.0),
+        Track(
+            "a", 2, 46, 70, [unit(cosine * e[0] + np.sqrt(1 - cosine**2) * e[1])] * 4, x0=x0, vx=0.5, y0=40.0
+        ),
     ]
     store = EmbeddingStore(None, dim=DIM)
     final, _ = run(Matcher(store, store.begin_session()), script(tracks, image_size=(100, 100)))
