@@ -168,8 +168,8 @@ def test_a_track_that_walked_out_of_the_frame_is_continued_only_at_its_border_an
     # Track 1 walks right, 0.5 px a frame, and leaves the 100 px wide frame at frame 30 (its box reaches
     # x=100). 1.5 s later, track 2 begins where that motion leads. Crossing the border back in (x0=92),
     # it may be the one who left or someone else walking in: motion vouches for neither, and the looks
-    # decide (cosine 0.95 links, 0.8 does not). 8 px inside, clear of the border (x0=84), it is someone
-    # who was in the view already.
+    # decide against the odds of a return (cosine 0.95 links, 0.8 does not). 8 px inside, clear of the
+    # border (x0=84), it is someone who was in the view already.
     e = np.eye(DIM, dtype=np.float32)
     tracks = [
         Track("a", 1, 1, 30, [e[0]] * 4, x0=77.5, vx=0.5, y0=40.0),
