@@ -371,8 +371,10 @@ class Refinement:
                     if not self._may_be_together(a, b, resolving=True):
                         forbidden[i, j] = True
                     elif self.calibration is not None and self._seen_together(a, [b]):
+                        # walking at corresponding places picks out one person, as a continuation
+                        # does: the prior odds against any one identity do not apply to the pair
                         scores[i, j] = scores[j, i] = np.nan
-                        evidence[i, j] = evidence[j, i] = GEOMETRY_LLR
+                        evidence[i, j] = evidence[j, i] = GEOMETRY_LLR + against[i, j]
         if have:
             features = np.stack([spans[i].appearance for i in have])  # (m, D)
             sims = np.clip(features @ features.T, -1.0, 1.0)

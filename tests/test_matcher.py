@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from pipeline.matcher import Matcher
+from pipeline.calibration import ScoreCalibration
+from pipeline.matcher import APPEARANCE_MAX_LLR, Matcher
 from pipeline.messages import Assignment, CameraFinished, Embedding, IdentityEvent, TrackEnded, Tracks
 from pipeline.runtime.matching import MessageOrder
 from pipeline.store import EmbeddingStore
@@ -671,3 +672,31 @@ def test_a_run_is_re_solved_in_one_order_whatever_order_its_messages_arrived_in(
     groups = lambda ids: {frozenset(k for k in ids if ids[k] == g) for g in ids.values()}  # noqa: E731
     assert groups(final) == groups(in_order)
     assert all(final[("b", i + 1)] == final[("a", (i + 3) % 6 + 1)] for i in range(6))
+
+
+def test_overlapping_views_link_one_person_whose_looks_differ_across_them() -> None:
+    """Four people walk about two overlapping views; the calibration was learned before (a topology.json),
+    so a link must beat the prior odds against any one of the four. Camera b sees the first person only
+    from frame 50, in another light (cosine 0.6 to a's look, a log-likelihood ratio of -3); a lost them
+    at frame 40 and found them again at frame 44, where their motion led. b's track walks where a's
+    second track does: that pair picks out one person whatever the odds against any one identity, and
+    outweighs the looks of b's track against a's first one."""
+    p = people(len(WALKS) + 1, seed=5)
+    other_light = unit(0.6 * p[0] + 0.8 * unit(p[-1] - (p[-1] @ p[0]) * p[0]))
+    tracks = walks_in_two_views(WALKS, list(p[: len(WALKS)]))
+    first_in_a, first_in_b = tracks[0], tracks[1]
+    first_in_a.last = 40
+    tracks.append(Track("a", 5, 44, 100, [p[0]] * 8, x0=3.0 * 43, y0=2.0 * 43, vx=3.0, vy=2.0))
+    first_in_b.first, first_in_b.vectors = 50, [other_light] * 8
+    first_in_b.x0, first_in_b.y0 = 0.8 * (3.0 * 49 + 4) + 46, 0.8 * (2.0 * 49 + 20) + 30 - 16
+    calibration = ScoreCalibration(max_llr=APPEARANCE_MAX_LLR)
+    rng = np.random.default_rng(0)
+    calibration.add_positive(np.clip(rng.normal(0.95, 0.02, 3000), -1, 0.999))
+    calibration.add_negative(np.clip(rng.normal(0.3, 0.15, 3000), -1, 0.999))
+    store = EmbeddingStore(None, dim=DIM)
+    matcher = Matcher(store, store.begin_session(), learned={"score_calibration": calibration.to_dict()})
+    assert matcher.calibration.llr(0.6) == pytest.approx(-APPEARANCE_MAX_LLR)
+    final, _ = run(matcher, script(tracks))
+    assert matcher.geometry.model("a", "b") is not None
+    assert final[("a", 1)] == final[("a", 5)] == final[("b", 11)]
+    assert len({final[("a", i)] for i in range(1, len(WALKS) + 1)}) == len(WALKS)
