@@ -246,14 +246,21 @@ def test_after_a_long_break_in_one_camera_the_person_must_have_been_seen_elsewhe
     assert (final[("a", 1)] == final[("a", 2)]) == linked
 
 
+def box_in_b(x: float, y: float, h: float) -> tuple[float, float]:
+    """Where camera b (a's floor scaled by 0.8 and shifted) puts the top left of the 8-wide box that camera
+    a has at (x, y) with height h: the same foot point."""
+    return 0.8 * (x + 4) + 50 - 4, 0.8 * (y + h) + 30 - 0.8 * h
+
+
 def walks_in_two_views(starts: list[tuple], looks: list[np.ndarray], last: int = 100) -> list[Track]:
     """People walking about camera a's floor from frame 1 to `last`, each from (x, y) at (vx, vy) pixels
     per frame with a box of height h (`starts`: (x, y, vx, vy, h) each), and seen by camera b, which sees
-    a's floor scaled by 0.8 and shifted: person i (from 1) is track i in a and track 10 + i in b."""
+    a's floor scaled by 0.8 and shifted (`box_in_b`): person i (from 1) is track i in a and track 10 + i
+    in b."""
     tracks = []
     for i, ((x, y, vx, vy, h), look) in enumerate(zip(starts, looks, strict=True), start=1):
         tracks.append(Track("a", i, 1, last, [look] * 12, x0=x, y0=y, vx=vx, vy=vy, height=h))
-        bx, by = 0.8 * (x + 4) + 50 - 4, 0.8 * (y + h) + 30 - 0.8 * h  # the same foot point in b
+        bx, by = box_in_b(x, y, h)
         b = Track("b", 10 + i, 1, last, [look] * 12, x0=bx, y0=by, vx=0.8 * vx, vy=0.8 * vy, height=0.8 * h)
         tracks.append(b)
     return tracks
@@ -685,10 +692,11 @@ def test_overlapping_views_link_one_person_whose_looks_differ_across_them() -> N
     other_light = unit(0.6 * p[0] + 0.8 * unit(p[-1] - (p[-1] @ p[0]) * p[0]))
     tracks = walks_in_two_views(WALKS, list(p[: len(WALKS)]))
     first_in_a, first_in_b = tracks[0], tracks[1]
+    x, y, vx, vy, h = WALKS[0]
     first_in_a.last = 40
-    tracks.append(Track("a", 5, 44, 100, [p[0]] * 8, x0=3.0 * 43, y0=2.0 * 43, vx=3.0, vy=2.0))
+    tracks.append(Track("a", 5, 44, 100, [p[0]] * 8, x0=x + 43 * vx, y0=y + 43 * vy, vx=vx, vy=vy, height=h))
     first_in_b.first, first_in_b.vectors = 50, [other_light] * 8
-    first_in_b.x0, first_in_b.y0 = 0.8 * (3.0 * 49 + 4) + 46, 0.8 * (2.0 * 49 + 20) + 30 - 16
+    first_in_b.x0, first_in_b.y0 = box_in_b(x + 49 * vx, y + 49 * vy, h)
     calibration = ScoreCalibration(max_llr=APPEARANCE_MAX_LLR)
     rng = np.random.default_rng(0)
     calibration.add_positive(np.clip(rng.normal(0.95, 0.02, 3000), -1, 0.999))
