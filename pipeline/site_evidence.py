@@ -24,10 +24,13 @@ UNDECIDED_OVERLAP_S = 10.0
 UNDECIDED_MIN_EMBEDDINGS = 4
 CONTINUATION_LLR = 2.0  # log-likelihood ratio of a lost track restarting exactly where its motion led
 # ... and of a track crossing the border back in soon after one walked out there: the one who left turns
-# back less often than the next person walks in. On the replayed suite and held-out splits, 0 or -0.5 let
-# people who walk in where others just left link on looks alone (a narrow view then scored under the raw
-# tracker), -2 parted people who did come back; -1 and -1.5 did neither.
-RETURN_LLR = -1.0
+# back less often than the next person walks in. These odds count as far as the calibration has learned
+# how alike one person looks (times its `weight`): the fixed threshold that scores looks before that holds
+# them already, as it holds the odds against any one identity. Replayed on the suite, held-out splits and
+# the first 200 frames of each: -1 at full weight let the next one walking in where another just left
+# link on looks alone once the calibration had learned less (a narrow view then scored under the raw
+# tracker); -2 parts them, and no weight at all lets returns through in the first seconds of a run.
+RETURN_LLR = -2.0
 MAX_CONTINUATION_MISS = 1.0  # tolerances beyond which a later track cannot continue an earlier one
 # Beyond this, the longer an identity goes unseen by every camera, the less likely its next sighting is
 # the same person: most people who leave the cameras' sight do not come back, and those who do may come
@@ -229,8 +232,8 @@ class SiteEvidence:
         who comes back is first seen crossing the border once more, where the next person to walk in is
         seen just as well: motion cannot tell them apart, and the looks decide, among the few who just
         left there (so the prior odds against any one identity do not apply), against the odds of a
-        return (RETURN_LLR). A track that begins clear of the border is someone who was in the view
-        already (out of an occlusion, or a crowd): no continuation.
+        return (RETURN_LLR, as far as the calibration has learned). A track that begins clear of the
+        border is someone who was in the view already (out of an occlusion, or a crowd): no continuation.
 
         None where the pair is not a plausible continuation, or scores are a fixed threshold.
         """
@@ -245,7 +248,9 @@ class SiteEvidence:
         miss = self._continuation_miss(earlier, later)
         if miss is None or miss > MAX_CONTINUATION_MISS:
             return None
-        return prior_odds_against + (RETURN_LLR if walked_out else CONTINUATION_LLR * (1.0 - miss))
+        if walked_out:
+            return prior_odds_against + RETURN_LLR * self.calibration.weight
+        return prior_odds_against + CONTINUATION_LLR * (1.0 - miss)
 
     def _continuation_evidence(self, tracklet: Span, others: list[Span], prior_odds_against: float) -> float:
         """`_continuation_llr` of `tracklet` after the identity's latest earlier tracklet in its camera."""

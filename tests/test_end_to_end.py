@@ -16,11 +16,11 @@ from pipeline.motchallenge import read_mot_txt
 
 FRAMES = 200
 # Floors sit below what we measured on this set (per camera 0.617 and 0.807, across cameras 0.723, the
-# same in 3 runs), leaving room for the run-to-run noise of process timing.
-MIN_IDF1_PER_CAMERA = 0.58
-MIN_IDF1_CROSS_CAMERA = 0.68
+# same in 5 runs), leaving room for the run-to-run noise of process timing.
+MIN_IDF1_PER_CAMERA = 0.60
+MIN_IDF1_CROSS_CAMERA = 0.70
 # Linking must beat the same tracks left unlinked across cameras (0.55 measured) by a clear margin.
-MIN_LINKING_GAIN = 0.08
+MIN_LINKING_GAIN = 0.12
 
 
 @pytest.fixture(scope="module")

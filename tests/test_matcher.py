@@ -160,27 +160,54 @@ def test_a_broken_track_is_healed_only_where_its_motion_leads(x0: float, linked:
     assert (final[("a", 1)] == final[("a", 2)]) == linked
 
 
+def walk_out_and_in(x0: float, cosine: float) -> list[Track]:
+    """Track 1 walks right, 0.5 px a frame, and leaves the 100 px wide frame at frame 30 (its box reaches
+    x=100). 1.5 s later, track 2 begins at `x0`, where that motion leads, its looks at `cosine` to track
+    1's."""
+    e = np.eye(DIM, dtype=np.float32)
+    look = unit(cosine * e[0] + np.sqrt(1 - cosine**2) * e[1])
+    return [
+        Track("a", 1, 1, 30, [e[0]] * 4, x0=77.5, vx=0.5, y0=40.0),
+        Track("a", 2, 46, 70, [look] * 4, x0=x0, vx=0.5, y0=40.0),
+    ]
+
+
 @pytest.mark.parametrize(
     ("x0", "cosine", "linked"), [(92.0, 0.95, True), (92.0, 0.8, False), (84.0, 0.8, False)]
 )
 def test_a_track_that_walked_out_of_the_frame_is_continued_only_at_its_border_and_only_by_looks(
     x0: float, cosine: float, linked: bool
 ) -> None:
-    # Track 1 walks right, 0.5 px a frame, and leaves the 100 px wide frame at frame 30 (its box reaches
-    # x=100). 1.5 s later, track 2 begins where that motion leads. Crossing the border back in (x0=92),
-    # it may be the one who left or someone else walking in: motion vouches for neither, and the looks
-    # decide against the odds of a return (cosine 0.95 links, 0.8 does not). 8 px inside, clear of the
-    # border (x0=84), it is someone who was in the view already.
-    e = np.eye(DIM, dtype=np.float32)
-    tracks = [
-        Track("a", 1, 1, 30, [e[0]] * 4, x0=77.5, vx=0.5, y0=40.0),
-        Track(
-            "a", 2, 46, 70, [unit(cosine * e[0] + np.sqrt(1 - cosine**2) * e[1])] * 4, x0=x0, vx=0.5, y0=40.0
-        ),
-    ]
+    # Crossing the border back in (x0=92), track 2 may be the one who left or someone else walking in:
+    # motion vouches for neither, and the looks decide (cosine 0.95 links, 0.8 does not). 8 px inside,
+    # clear of the border (x0=84), it is someone who was in the view already.
     store = EmbeddingStore(None, dim=DIM)
-    final, _ = run(Matcher(store, store.begin_session()), script(tracks, image_size=(100, 100)))
+    final, _ = run(
+        Matcher(store, store.begin_session()), script(walk_out_and_in(x0, cosine), image_size=(100, 100))
+    )
     assert (final[("a", 1)] == final[("a", 2)]) == linked
+
+
+@pytest.mark.parametrize("learned", [False, True])
+def test_the_odds_against_a_return_apply_once_the_calibration_has_learned_them(learned: bool) -> None:
+    # Track 2 crosses the border back in where track 1 walked out, looking like it by a log-likelihood
+    # ratio of +1 either way. The fixed threshold that scores looks before anything is learned already
+    # holds the odds against a return, as it holds those against any one identity: the pair links. A
+    # calibration learned before (a topology.json) says only how alike one person looks, so the odds
+    # against a return count on top: the pair does not link.
+    calibration = ScoreCalibration(max_llr=APPEARANCE_MAX_LLR)
+    rng = np.random.default_rng(0)
+    calibration.add_positive(np.clip(rng.normal(0.93, 0.03, 3000), -1, 0.999))
+    calibration.add_negative(np.clip(rng.normal(0.83, 0.05, 3000), -1, 0.999))
+    store = EmbeddingStore(None, dim=DIM)
+    matcher = Matcher(
+        store,
+        store.begin_session(),
+        learned={"score_calibration": calibration.to_dict()} if learned else None,
+    )
+    assert matcher.calibration.llr(0.9) == pytest.approx(1.0, abs=0.1)
+    final, _ = run(matcher, script(walk_out_and_in(92.0, 0.9), image_size=(100, 100)))
+    assert (final[("a", 1)] == final[("a", 2)]) != learned
 
 
 @pytest.mark.parametrize(("y_b", "swapped_linked"), [(0.0, True), (200.0, False)])
