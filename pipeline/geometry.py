@@ -8,6 +8,11 @@ how well a local similarity fitted to the first explains it), scored by how many
 the other camera at a time), and refitted on the pairs it explains. The views overlap when the best
 mapping explains enough independent pairs and, as negative evidence, most of what each camera sees where
 the mapping puts the other camera's people; otherwise they do not.
+
+Until people have crossed the shared ground in more than one direction, their foot points lie along one
+line, and no homography is determined across it. At the end of a run (`OverlapLearner.finish`), a pair
+of views still without a mapping then gets a similarity (rotation, scale and shift), hypothesised from
+each candidate pair alone: known along the line, a guess across it.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ TOPOLOGY_VERSION = 1  # version of what to_dict writes and from_dict reads
 
 Key = tuple[str, int]  # (camera, local track id)
 Similarity = Callable[["Trajectory", "Trajectory"], "float | None"] | Mapping[tuple[Key, Key], float]
+Fit = Callable[[np.ndarray, np.ndarray], "np.ndarray | None"]  # correspondences pa, pb (N, 2) -> (3, 3)
 
 _SCORE_SAMPLES = 12  # correspondences per tracklet pair that score a hypothesis
 _FIT_SAMPLES = 40  # correspondences per tracklet pair in the final least-squares fit
@@ -184,6 +190,21 @@ def _dlt(pa: np.ndarray, pb: np.ndarray) -> np.ndarray | None:
     return h / np.linalg.norm(h)
 
 
+def _similarity(pa: np.ndarray, pb: np.ndarray) -> np.ndarray | None:
+    """Least-squares similarity (3, 3) from pa to pb (N, 2): rotation, scale and shift, no reflection; None
+    where pa do not move."""
+    za, zb = pa @ np.array([1, 1j]), pb @ np.array([1, 1j])
+    ca, cb = za - za.mean(), zb - zb.mean()
+    norm = float(np.sum(np.abs(ca) ** 2))
+    if norm == 0:
+        return None
+    scale = np.sum(np.conj(ca) * cb) / norm
+    shift = zb.mean() - scale * za.mean()
+    return np.array(
+        [[scale.real, -scale.imag, shift.real], [scale.imag, scale.real, shift.imag], [0.0, 0.0, 1.0]]
+    )
+
+
 def _plausible(h: np.ndarray | None, points_a: np.ndarray) -> np.ndarray | None:
     """h with its sign fixed so that w > 0 on points_a (N, 2), or None where it folds, flips or is absurd.
 
@@ -204,11 +225,12 @@ def _plausible(h: np.ndarray | None, points_a: np.ndarray) -> np.ndarray | None:
     return h
 
 
-def _spread(points: np.ndarray) -> float:
-    """Standard deviation of points (N, 2) across their main axis: 0 for points on a line."""
+def _spread(points: np.ndarray, axis: int = 0) -> float:
+    """Standard deviation of points (N, 2) across their main axis (0 for points on a line), or along it
+    (`axis=1`)."""
     if len(points) < 3:
         return 0.0
-    return float(np.sqrt(max(np.linalg.eigvalsh(np.cov(points.T))[0], 0.0)))
+    return float(np.sqrt(max(np.linalg.eigvalsh(np.cov(points.T))[axis], 0.0)))
 
 
 def _simultaneous(ta: Trajectory, tb: Trajectory, max_gap_s: float) -> tuple[np.ndarray, ...]:
@@ -370,14 +392,16 @@ def _sampling_weights(
     return weight / weight.sum()
 
 
-def _refine(h: np.ndarray, c: _Candidates, tolerance: float) -> tuple[np.ndarray, np.ndarray, float]:
-    """Refit h by DLT on the accepted pairs and re-accept, while that improves the score."""
+def _refine(
+    h: np.ndarray, c: _Candidates, tolerance: float, fit: Fit = _dlt
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Refit h (by DLT, or `fit`) on the accepted pairs and re-accept, while that improves the score."""
     errors = c.errors(h)
     accepted = _one_to_one(errors, c, tolerance)
     score = _score(errors, accepted, tolerance)
     for _ in range(_REFINE_ROUNDS):
         pa, pb, _ = c.points(accepted)
-        h_new = _plausible(_dlt(pa, pb), pa)
+        h_new = _plausible(fit(pa, pb), pa)
         if h_new is None:
             break
         errors_new = c.errors(h_new)
@@ -433,6 +457,23 @@ def _ransac(
             best_h, best_accepted, best_score = h, accepted, score
             hit = min(len(accepted) / len(c), 1.0) * _GUIDED_HIT  # chance a draw gives two explained pairs
             needed = min(max_iterations, int(math.log(1e-3) / math.log1p(-hit)) + 1) if hit > 0 else needed
+    return best_h, best_accepted
+
+
+def _ransac_line(c: _Candidates, tolerance: float) -> tuple[np.ndarray | None, np.ndarray]:
+    """The similarity (3, 3) that explains the most candidate pairs, and those pairs (K,): hypotheses
+    come from every pair that moves, one at a time (the pairs are few), each refitted on what it explains."""
+    best_h, best_accepted, best_score = None, np.zeros(0, int), 0.0
+    for p in range(len(c)):
+        pa, pb, ha = c.points(np.array([p]))
+        if _spread(pa, axis=1) < _GUIDE_MOTION * np.median(ha):
+            continue
+        h = _plausible(_similarity(pa, pb), pa)
+        if h is None or c.errors(h)[p] >= tolerance:
+            continue
+        h, accepted, score = _refine(h, c, tolerance, _similarity)
+        if score > best_score:
+            best_h, best_accepted, best_score = h, accepted, score
     return best_h, best_accepted
 
 
@@ -683,6 +724,32 @@ def _bounds(points: np.ndarray) -> tuple[float, float, float, float]:
     return float(x1), float(y1), float(x2), float(y2)
 
 
+def _on_a_line(c: _Candidates, accepted: np.ndarray) -> bool:
+    """Whether the foot points in a behind the accepted pairs (K,) spread too little across their main
+    axis to determine a homography."""
+    pa, _, ha, _ = _full(c, accepted, None)
+    return _spread(pa) < _MODEL_SPREAD * np.median(ha)
+
+
+def _refit(
+    h: np.ndarray, accepted: np.ndarray, c: _Candidates, tolerance: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """A homography refitted on all correspondences of the pairs it explains, then re-accepted, while
+    that explains as many independent pairs."""
+    for _ in range(_REFINE_ROUNDS):
+        points_a = _full(c, accepted, _FIT_SAMPLES)[0]
+        h_new = _plausible(_least_squares(h, *_full(c, accepted, _FIT_SAMPLES)), points_a)
+        if h_new is None:
+            break
+        accepted_new = _one_to_one(c.errors(h_new), c, tolerance)
+        if _support(c, accepted_new) < _support(c, accepted):
+            break
+        h, unchanged, accepted = h_new, np.array_equal(accepted_new, accepted), accepted_new
+        if unchanged:
+            break
+    return h, accepted
+
+
 def fit_overlap(
     a: Sequence[Trajectory],
     b: Sequence[Trajectory],
@@ -696,13 +763,15 @@ def fit_overlap(
     max_gap_s: float = 1.0,
     max_iterations: int = 2000,
     seed: int = 0,
+    along_a_line: bool = False,
 ) -> OverlapModel | None:
     """The foot-point mapping from the tracklets of one camera (a) to those of another (b), or None when
     no mapping explains at least min_pairs independent tracklet pairs (the views do not overlap).
 
     Pairs count when seen together at >= min_common of a's sample times and their median symmetric
     transfer error is below `tolerance` box heights. `similarity` (appearance, per pair of tracklets, any
-    scale) only steers which pairs are tried first; it is never required.
+    scale) only steers which pairs are tried first; it is never required. `along_a_line`: where the foot
+    points behind the best homography lie along one line, fit a similarity instead.
     """
     a, b = [t for t in a if len(t)], [t for t in b if len(t)]
     if not a or not b:
@@ -719,26 +788,21 @@ def fit_overlap(
         return None
     rng = np.random.default_rng(seed)
     h, accepted = _ransac(c, _sampling_weights(c, a, b, similarity), tolerance, rng, max_iterations)
+    if h is not None:
+        h, accepted = _refit(h, accepted, c, tolerance)
+    line = along_a_line and (h is None or _on_a_line(c, accepted))
+    if line:  # people crossed the shared ground along one line so far
+        h, accepted = _ransac_line(c, tolerance)
     if h is None:
         logger.debug("%s-%s: no hypothesis explains more than its own pairs", camera_a, camera_b)
         return None
-    for _ in range(_REFINE_ROUNDS):  # refit on all correspondences of the explained pairs, then re-accept
-        points_a = _full(c, accepted, _FIT_SAMPLES)[0]
-        h_new = _plausible(_least_squares(h, *_full(c, accepted, _FIT_SAMPLES)), points_a)
-        if h_new is None:
-            break
-        accepted_new = _one_to_one(c.errors(h_new), c, tolerance)
-        if _support(c, accepted_new) < _support(c, accepted):
-            break
-        h, unchanged, accepted = h_new, np.array_equal(accepted_new, accepted), accepted_new
-        if unchanged:
-            break
     pa, pb, ha, hb = _full(c, accepted, None)
     support = _support(c, accepted)
-    if support < min_pairs or len(pa) < min_correspondences or _spread(pa) < _MODEL_SPREAD * np.median(ha):
+    spread = _spread(pa, axis=1 if line else 0)
+    if support < min_pairs or len(pa) < min_correspondences or spread < _MODEL_SPREAD * np.median(ha):
         logger.debug(
             "%s-%s: best mapping explains %d pairs, %d correspondences, spread %.0f px: no overlap",
-            *(camera_a, camera_b, support, len(pa), _spread(pa)),
+            *(camera_a, camera_b, support, len(pa), spread),
         )
         return None
     if _plausible(h, pa) is None:
@@ -933,16 +997,20 @@ class OverlapLearner:
         return self._maintain()
 
     def finish(self) -> list[tuple[str, str]]:
-        """All the data is in: fit once more, to all of it, each camera pair without a model whose
-        evidence grew since its last attempt (attempts wait for it to grow by `refit_growth`, so the
-        last of a run may have seen little more than half of it); the pairs (a, b) that found one."""
+        """All the data is in: fit once more, to all of it, each camera pair without a model (attempts
+        wait for the evidence to grow by `refit_growth`, so the last of a run may have seen little more
+        than half of it); the pairs (a, b) that found one.
+
+        Where people crossed the ground two views share along one line only, the mapping is a similarity
+        (`along_a_line`): known along the line, a guess across it. Live decisions never see it, since
+        links made on a guess would last; the run's re-solving at its end has nothing better."""
         found = []
         for (a, b), state in sorted(self._pairs.items()):
             if state.model is not None:
                 continue
             now = min(self._latest[a], self._latest[b])
             evidence = self._evidence(a, b, state.since, now)
-            if evidence > state.evidence_at_fit and self._fit(a, b, state, now, evidence):
+            if self._fit(a, b, state, now, evidence, along_a_line=True):
                 found.append((a, b))
         return found
 
@@ -1061,14 +1129,18 @@ class OverlapLearner:
             return changed
         return self._fit(a, b, state, now, evidence) or changed
 
-    def _fit(self, a: str, b: str, state: _PairState, now: float, evidence: float) -> bool:
+    def _fit(
+        self, a: str, b: str, state: _PairState, now: float, evidence: float, along_a_line: bool = False
+    ) -> bool:
         """Fit a camera pair's mapping to its trusted tracklets up to data time `now` (`evidence`: their
-        co-visible seconds); True when a model was found (a model stays until fresh evidence refutes it)."""
+        co-visible seconds); True when a model was found (a model stays until fresh evidence refutes it).
+        `along_a_line` as in `fit_overlap`."""
         state.evidence_at_fit, state.attempted_at = evidence, now
         model = fit_overlap(
             self._window(a, state.since, now),
             self._window(b, state.since, now),
             similarity=self.similarity,
+            along_a_line=along_a_line,
             **self.fit_options,
         )
         if model is None:

@@ -15,12 +15,12 @@ from pipeline.evaluation import evaluate, evaluate_run, load_gt_manifest
 from pipeline.motchallenge import read_mot_txt
 
 FRAMES = 200
-# Floors sit below what we measured on this set (per camera 0.617 and 0.807, across cameras 0.723, the
-# same in 5 runs), leaving room for the run-to-run noise of process timing.
-MIN_IDF1_PER_CAMERA = 0.60
-MIN_IDF1_CROSS_CAMERA = 0.70
+# Floors sit below what we measured on this set (per camera 0.654 and 0.807, across cameras 0.742, the
+# same in 3 runs), leaving room for the run-to-run noise of process timing.
+MIN_IDF1_PER_CAMERA = 0.62
+MIN_IDF1_CROSS_CAMERA = 0.71
 # Linking must beat the same tracks left unlinked across cameras (0.55 measured) by a clear margin.
-MIN_LINKING_GAIN = 0.12
+MIN_LINKING_GAIN = 0.14
 
 
 @pytest.fixture(scope="module")
