@@ -44,7 +44,9 @@ _MODEL_SPREAD = 0.25  # box heights: the same for the points behind a model
 _MAX_SCALE = 20.0  # a mapping that locally stretches or shrinks more than this is absurd
 _REFINE_ROUNDS = 3  # rounds of refitting on the explained pairs, in RANSAC and at the end
 _COVERAGE_SAMPLES = 50  # samples per tracklet that measure the coverage of a mapping
-_GUIDE_MOTION = 0.1  # box heights a pair must move to guess a local mapping from it
+# box heights a pair must move to guess a local mapping from it, and the points behind a similarity fitted
+# along a line must spread along it
+_GUIDE_MOTION = 0.1
 _GUIDED = 0.8  # share of second pairs drawn by how well the first pair's local mapping explains them
 _GUIDED_HIT = 0.25  # assumed chance that a guided second pair is explained when the first one is
 _FRESH_MIN_COMMON = 3  # simultaneous samples a pair needs to count towards the rolling error
@@ -799,7 +801,8 @@ def fit_overlap(
     pa, pb, ha, hb = _full(c, accepted, None)
     support = _support(c, accepted)
     spread = _spread(pa, axis=1 if line else 0)
-    if support < min_pairs or len(pa) < min_correspondences or spread < _MODEL_SPREAD * np.median(ha):
+    needed = (_GUIDE_MOTION if line else _MODEL_SPREAD) * np.median(ha)
+    if support < min_pairs or len(pa) < min_correspondences or spread < needed:
         logger.debug(
             "%s-%s: best mapping explains %d pairs, %d correspondences, spread %.0f px: no overlap",
             *(camera_a, camera_b, support, len(pa), spread),
