@@ -27,9 +27,9 @@ CONTINUATION_LLR = 2.0  # log-likelihood ratio of a lost track restarting exactl
 # back less often than the next person walks in. These odds count as far as the calibration has learned
 # how alike one person looks (times its `weight`): the fixed threshold that scores looks before that holds
 # them already, as it holds the odds against any one identity. Replayed on the suite, held-out splits and
-# the first 200 frames of each: -1 at full weight let the next one walking in where another just left
-# link on looks alone once the calibration had learned less (a narrow view then scored under the raw
-# tracker); -2 parts them, and no weight at all lets returns through in the first seconds of a run.
+# the first 200 frames of each, -1 times the weight let people who walk in where another just left link
+# on looks alone (a narrow view then scored under the raw tracker); -2 times it parts them, and still lets
+# returns through in a run's first seconds, before anything is learned.
 RETURN_LLR = -2.0
 MAX_CONTINUATION_MISS = 1.0  # tolerances beyond which a later track cannot continue an earlier one
 # Beyond this, the longer an identity goes unseen by every camera, the less likely its next sighting is
