@@ -192,16 +192,23 @@ def _dlt(pa: np.ndarray, pb: np.ndarray) -> np.ndarray | None:
     return h / np.linalg.norm(h)
 
 
-def _similarity(pa: np.ndarray, pb: np.ndarray) -> np.ndarray | None:
-    """Least-squares similarity (3, 3) from pa to pb (N, 2): rotation, scale and shift, no reflection; None
-    where pa do not move."""
-    za, zb = pa @ np.array([1, 1j]), pb @ np.array([1, 1j])
+def _complex_similarity(za: np.ndarray, zb: np.ndarray) -> tuple[complex, complex] | None:
+    """Least-squares (scale, shift) with zb ~ scale * za + shift for complex points za, zb (N,): rotation
+    and scale, no reflection; None where za do not move."""
     ca, cb = za - za.mean(), zb - zb.mean()
     norm = float(np.sum(np.abs(ca) ** 2))
     if norm == 0:
         return None
     scale = np.sum(np.conj(ca) * cb) / norm
-    shift = zb.mean() - scale * za.mean()
+    return scale, zb.mean() - scale * za.mean()
+
+
+def _similarity(pa: np.ndarray, pb: np.ndarray) -> np.ndarray | None:
+    """Least-squares similarity (3, 3) from pa to pb (N, 2) (`_complex_similarity`)."""
+    fit = _complex_similarity(pa @ np.array([1, 1j]), pb @ np.array([1, 1j]))
+    if fit is None:
+        return None
+    scale, shift = fit
     return np.array(
         [[scale.real, -scale.imag, shift.real], [scale.imag, scale.real, shift.imag], [0.0, 0.0, 1.0]]
     )
@@ -313,11 +320,9 @@ class _Candidates:
         mask = self.valid[p]
         za = self.pa[p, mask] @ np.array([1, 1j])  # (n,) complex foot points of p in a
         zb = self.pb[p, mask] @ np.array([1, 1j])
-        ca, cb = za - za.mean(), zb - zb.mean()
-        if np.sqrt(np.mean(np.abs(ca) ** 2)) < _GUIDE_MOTION * np.median(self.ha[p, mask]):
+        if np.sqrt(np.mean(np.abs(za - za.mean()) ** 2)) < _GUIDE_MOTION * np.median(self.ha[p, mask]):
             return None
-        scale = np.sum(np.conj(ca) * cb) / np.sum(np.abs(ca) ** 2)  # rotation and scale, no reflection
-        shift = zb.mean() - scale * za.mean()
+        scale, shift = _complex_similarity(za, zb)
         predicted = scale * (self.pa @ np.array([1, 1j])) + shift  # (P, M)
         err = np.abs(predicted - self.pb @ np.array([1, 1j])) / self.hb
         err[~self.valid] = np.inf

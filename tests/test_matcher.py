@@ -160,6 +160,16 @@ def test_a_broken_track_is_healed_only_where_its_motion_leads(x0: float, linked:
     assert (final[("a", 1)] == final[("a", 2)]) == linked
 
 
+def learned_calibration(same: tuple[float, float], different: tuple[float, float]) -> dict:
+    """What a topology.json holds of a score calibration learned before, for `Matcher(learned=...)`: 3000
+    cosines of each class, normal with the (mean, sd) of `same` and `different` people."""
+    calibration = ScoreCalibration(max_llr=APPEARANCE_MAX_LLR)
+    rng = np.random.default_rng(0)
+    calibration.add_positive(np.clip(rng.normal(*same, 3000), -1, 0.999))
+    calibration.add_negative(np.clip(rng.normal(*different, 3000), -1, 0.999))
+    return {"score_calibration": calibration.to_dict()}
+
+
 def walk_out_and_in(x0: float, cosine: float) -> list[Track]:
     """Track 1 walks right, 0.5 px a frame, and leaves the 100 px wide frame at frame 30 (its box reaches
     x=100). 1.5 s later, track 2 begins at `x0`, where that motion leads, its looks at `cosine` to track
@@ -195,15 +205,11 @@ def test_the_odds_against_a_return_apply_once_the_calibration_has_learned_them(l
     # holds the odds against a return, as it holds those against any one identity: the pair links. A
     # calibration learned before (a topology.json) says only how alike one person looks, so the odds
     # against a return count on top: the pair does not link.
-    calibration = ScoreCalibration(max_llr=APPEARANCE_MAX_LLR)
-    rng = np.random.default_rng(0)
-    calibration.add_positive(np.clip(rng.normal(0.93, 0.03, 3000), -1, 0.999))
-    calibration.add_negative(np.clip(rng.normal(0.83, 0.05, 3000), -1, 0.999))
     store = EmbeddingStore(None, dim=DIM)
     matcher = Matcher(
         store,
         store.begin_session(),
-        learned={"score_calibration": calibration.to_dict()} if learned else None,
+        learned=learned_calibration((0.93, 0.03), (0.83, 0.05)) if learned else None,
     )
     assert matcher.calibration.llr(0.9) == pytest.approx(1.0, abs=0.1)
     final, _ = run(matcher, script(walk_out_and_in(92.0, 0.9), image_size=(100, 100)))
@@ -724,12 +730,8 @@ def test_overlapping_views_link_one_person_whose_looks_differ_across_them() -> N
     tracks.append(Track("a", 5, 44, 100, [p[0]] * 8, x0=x + 43 * vx, y0=y + 43 * vy, vx=vx, vy=vy, height=h))
     first_in_b.first, first_in_b.vectors = 50, [other_light] * 8
     first_in_b.x0, first_in_b.y0 = box_in_b(x + 49 * vx, y + 49 * vy, h)
-    calibration = ScoreCalibration(max_llr=APPEARANCE_MAX_LLR)
-    rng = np.random.default_rng(0)
-    calibration.add_positive(np.clip(rng.normal(0.95, 0.02, 3000), -1, 0.999))
-    calibration.add_negative(np.clip(rng.normal(0.3, 0.15, 3000), -1, 0.999))
     store = EmbeddingStore(None, dim=DIM)
-    matcher = Matcher(store, store.begin_session(), learned={"score_calibration": calibration.to_dict()})
+    matcher = Matcher(store, store.begin_session(), learned=learned_calibration((0.95, 0.02), (0.3, 0.15)))
     assert matcher.calibration.llr(0.6) == pytest.approx(-APPEARANCE_MAX_LLR)
     final, _ = run(matcher, script(tracks))
     assert matcher.geometry.model("a", "b") is not None
