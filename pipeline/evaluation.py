@@ -86,15 +86,63 @@ def evaluate(
 
 def evaluate_run(out_dir: str | Path, gt_manifest: str | Path) -> dict[str, dict[str, float]]:
     """Evaluate `out_dir/mot/<camera>.txt` against the cameras of a multicam.yaml manifest."""
-    out_dir, gt_manifest = Path(out_dir), Path(gt_manifest)
+    gt, lengths = load_gt_manifest(gt_manifest)
+    return evaluate(run_predictions(out_dir), gt, num_frames=lengths)
+
+
+def run_predictions(out_dir: str | Path) -> dict[str, Path]:
+    """Camera id -> the MOT box file a run wrote for it (`out_dir/mot/<camera>.txt`)."""
+    out_dir = Path(out_dir)
     mot_dir = out_dir / "mot"
     if not mot_dir.is_dir():
         raise PipelineError(f"{mot_dir} does not exist: is {out_dir} the output folder of a run?")
-    gt, lengths = load_gt_manifest(gt_manifest)
     pred = {p.stem: p for p in sorted(mot_dir.glob("*.txt"))}
     if not pred:
         raise PipelineError(f"{mot_dir} holds no <camera>.txt files")
-    return evaluate(pred, gt, num_frames=lengths)
+    return pred
+
+
+def perfect_links(pred: Mapping[str, MotInput], gt: Mapping[str, MotInput]) -> dict[str, np.ndarray]:
+    """`pred` as a perfect linker would label the same tracks: each predicted id of a camera (a track)
+    takes the ground-truth id of the person it covers in most frames (IoU >= 0.5, one box per person a
+    frame), ids shared across cameras as the ground truth shares them.
+
+    Evaluated, this is what linking those tracks can reach: what is lost under it, the tracker lost (a
+    linker that also drops a second box on one person may pass it). A track that covers no person, or
+    whose person a track covering more of that person holds in one of its frames, keeps an id of its
+    own (one box per id a frame).
+    """
+    gt_arrays = {cam: _as_array(data, f"gt for camera {cam!r}") for cam, data in gt.items()}
+    fresh = int(max((a[:, 1].max() for a in gt_arrays.values() if len(a)), default=0)) + 1
+    out = {}
+    for cam, data in pred.items():
+        rows = _as_array(data, f"predictions for camera {cam!r}").copy()
+        truth = _with_classes(gt_arrays.get(cam, np.empty((0, 6))))
+        truth = truth[(truth[:, 6] != 0) & (truth[:, 7] == _PEDESTRIAN)]  # the people `evaluate` counts
+        votes: dict[int, dict[int, int]] = {}  # predicted id -> gt id -> frames
+        frames: dict[int, set[int]] = {}
+        for frame in np.unique(rows[:, 0]).astype(int):
+            mine, theirs = rows[rows[:, 0] == frame], truth[truth[:, 0] == frame]
+            for track in mine[:, 1].astype(int):
+                frames.setdefault(track, set()).add(frame)
+            if not len(theirs):
+                continue
+            ious = _box_ious(mine[:, 2:6], theirs[:, 2:6])
+            for i, j in zip(*linear_sum_assignment(-ious), strict=True):
+                if ious[i, j] >= 0.5 - _EPS:
+                    count = votes.setdefault(int(mine[i, 1]), {})
+                    count[int(theirs[j, 1])] = count.get(int(theirs[j, 1]), 0) + 1
+        label, taken = {}, {}  # taken: gt id -> the frames its tracks already hold
+        for track in sorted(frames, key=lambda t: -max(votes.get(t, {0: 0}).values())):
+            person = max(votes[track], key=votes[track].get) if track in votes else None
+            if person is not None and not taken.get(person, set()) & frames[track]:
+                label[track] = person
+                taken.setdefault(person, set()).update(frames[track])
+            else:
+                label[track], fresh = fresh, fresh + 1
+        rows[:, 1] = [label[int(t)] for t in rows[:, 1]]
+        out[cam] = rows
+    return out
 
 
 def identity_matches(

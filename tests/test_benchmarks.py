@@ -114,11 +114,12 @@ def test_mtmc_table_format():
     row = {
         "set": "pets-overlap", "cameras": ["left", "right"], "frames": {"left": 795, "right": 795},
         "cross_idf1_linked": 0.573, "cross_hota_linked": 0.464, "cross_idf1_unlinked": 0.478, "gain": 0.095,
+        "cross_idf1_perfect_links": 0.812,
         "camera_idf1_linked": {"left": 0.568, "right": 0.599}, "camera_idf1_unlinked": {"left": 0.6, "right": 0.61},
     }  # fmt: skip
     header, line = mtmc_accuracy.format_rows([row]).splitlines()
     assert header.split()[:5] == ["set", "cams", "frames", "xIDF1", "xHOTA"]
-    assert line.split() == ["pets-overlap", "2", "795/795", "0.573", "0.464", "0.478", "+0.095", "0.568",
+    assert line.split() == ["pets-overlap", "2", "795/795", "0.573", "0.464", "0.478", "+0.095", "0.812", "0.568",
                             "0.599", "0.600", "0.610"]  # fmt: skip
 
 
@@ -132,7 +133,7 @@ def test_mtmc_accuracy_short(assets, capsys, tmp_path):
     )
     row = json.loads((tmp_path / "table.json").read_text())["sets"][0]
     assert row["set"] == "pets-overlap" and row["frames"] == {"left": 6, "right": 6}
-    for key in ("cross_idf1_linked", "cross_hota_linked", "cross_idf1_unlinked"):
+    for key in ("cross_idf1_linked", "cross_hota_linked", "cross_idf1_unlinked", "cross_idf1_perfect_links"):
         assert 0 < row[key] <= 1, (key, row)
     assert row["gain"] == pytest.approx(row["cross_idf1_linked"] - row["cross_idf1_unlinked"])
     assert set(row["camera_idf1_unlinked"]) == {"left", "right"}

@@ -16,6 +16,7 @@ from pipeline.evaluation import (
     evaluate_run,
     format_table,
     load_gt_manifest,
+    perfect_links,
 )
 from pipeline.motchallenge import read_mot_txt, write_mot_txt
 from pipeline.tools.multicam import make_multicam
@@ -96,6 +97,35 @@ def test_identity_switch_and_false_positive() -> None:
     assert res["IDF1"] == pytest.approx(2 * 2 / (4 + 5))
     # DetA = 4 / (4 + 0 + 1); each TP's track association A = 2 / (4 + 2 - 2) = 0.5.
     assert res["DetA"] == pytest.approx(0.8) and res["AssA"] == pytest.approx(0.5)
+
+
+def test_perfect_links_label_each_track_as_its_person() -> None:
+    # camera a: person 1 in tracks 5 (frames 1-3) and 8 (3-4, a second box on the person in frame 3);
+    # person 2 in tracks 7 (frames 1-2) and 6 (3-4). Camera b: person 1 again, in its track 5.
+    gt_a = np.array([_box(f, 1, 10.0 * f) for f in range(1, 5)] + [_box(f, 2, 200.0) for f in range(1, 5)])
+    gt_b = np.array([_box(f, 1, 50.0) for f in range(1, 4)])
+    pred_a = np.array(
+        [_box(f, 5, 10.0 * f) for f in (1, 2, 3)]
+        + [_box(3, 8, 34.0), _box(4, 8, 40.0)]
+        + [_box(f, 7, 200.0) for f in (1, 2)]
+        + [_box(f, 6, 200.0) for f in (3, 4)]
+    )
+    pred_b = np.array([_box(f, 5, 50.0) for f in range(1, 4)])
+    gt = {"a": gt_a, "b": gt_b}
+    linked = perfect_links({"a": pred_a, "b": pred_b}, gt)
+    labels = {int(t): set(linked["a"][pred_a[:, 1] == t, 1].astype(int)) for t in (5, 6, 7, 8)}
+    # the tracks of one person share its id, across cameras too
+    assert labels[5] == {1} and labels[6] == labels[7] == {2}
+    assert set(linked["b"][:, 1].astype(int)) == {1}
+    # track 8 follows person 1 in frame 4, but a second id on person 1 in frame 3: an id of its own
+    assert labels[8] == {3}
+    assert np.array_equal(linked["a"][:, [0, 2, 3, 4, 5]], pred_a[:, [0, 2, 3, 4, 5]])
+    unlinked = {
+        "a": pred_a,
+        "b": pred_b + np.array([0, 10, 0, 0, 0, 0, 0, 0, 0, 0]),
+    }  # ids differ across cameras
+    ceiling = evaluate(linked, gt)[CROSS_CAMERA]["IDF1"]
+    assert evaluate(unlinked, gt)[CROSS_CAMERA]["IDF1"] < ceiling < 1.0  # person 1's frame 4 stays apart
 
 
 def test_distractors_and_zero_marked_gt_are_ignored() -> None:
