@@ -29,7 +29,7 @@ from pipeline import build
 from pipeline.config import load
 from pipeline.evaluation import CROSS_CAMERA, evaluate, load_gt_manifest, perfect_links
 from pipeline.messages import CameraFinished, Detections, Embedding, Frame, Tracks
-from pipeline.sinks.exports import handover_ends
+from pipeline.sinks.exports import box_holders, handover_ends
 from pipeline.store import EmbeddingStore
 from pipeline.tracklet_spans import box_ious
 
@@ -171,14 +171,16 @@ def replay_set(path: Path, assets: Path, overrides: list[str]) -> dict:
         records = store.tracklets(session=session)
         identity = {(t.camera, t.track_id): t.global_id for t in records}
         ends = handover_ends(records)
+        holder = box_holders(records)
         pred = {c: [] for c in cameras}
         for m in messages:
             if isinstance(m, Tracks):
-                for box, conf, tid in zip(m.xyxy, m.confidence, m.track_id, strict=True):
-                    if m.frame_index > ends.get((m.camera_id, int(tid)), m.frame_index):
+                for box, conf, track in zip(m.xyxy, m.confidence, m.track_id, strict=True):
+                    tid = holder(m.camera_id, int(track), m.frame_index)
+                    if m.frame_index > ends.get((m.camera_id, tid), m.frame_index):
                         continue
                     x1, y1, x2, y2 = box.tolist()
-                    gid = identity[(m.camera_id, int(tid))]
+                    gid = identity[(m.camera_id, tid)]
                     pred[m.camera_id].append([m.frame_index, gid, x1, y1, x2 - x1, y2 - y1, conf, -1, -1, -1])
         pred_arrays = {c: np.array(rows, np.float64).reshape(-1, 10) for c, rows in pred.items()}
         results[mode] = evaluate(pred_arrays, gt, num_frames=lengths)

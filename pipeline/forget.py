@@ -31,9 +31,10 @@ from pipeline.atomic import atomic_open, partial_path, write_json
 from pipeline.build import resolve_store_path
 from pipeline.errors import PipelineError
 from pipeline.run_lock import RunLock
-from pipeline.sinks.exports import write_exports
+from pipeline.sinks.exports import box_holders, write_exports
 from pipeline.store import EmbeddingStore
 from pipeline.thumbnails import remove_thumbnails
+from pipeline.tracklet_spans import source_track
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ def forget(out_dir: Path | str, global_ids: Iterable[int]) -> ForgetResult:
                 raise PipelineError(f"identity {missing[0]} is not in the store of {out_dir}")
             session = store.latest_session()
             doomed = {(t.camera, t.track_id) for t in tracklets if t.session == session}
-            blur = _boxes_to_blur(store, session, cameras, doomed)
+            blur = _boxes_to_blur(store, session, cameras, doomed, store.tracklets(session))
             counts = defaultdict(int)
             for gid in ids:
                 for name, count in store.forget_identity(gid).items():
@@ -87,7 +88,9 @@ def forget(out_dir: Path | str, global_ids: Iterable[int]) -> ForgetResult:
             write_exports(store, session, cameras, out_dir)
         finally:
             store.close()
-        thumbnails = sum(remove_thumbnails(out_dir, camera, track_id) for camera, track_id in doomed)
+        # a track cut in parts keeps the thumbnails of all of them in one folder: it goes whole
+        tracks = {(camera, source_track(track_id)) for camera, track_id in doomed}
+        thumbnails = sum(remove_thumbnails(out_dir, camera, track_id) for camera, track_id in tracks)
         videos, marked = _redact_videos(out_dir, info, blur, ids)
         shutil.rmtree(out_dir / VIEWER_CACHE, ignore_errors=True)
         result = ForgetResult(
@@ -106,13 +109,16 @@ def _identity_rows(store: EmbeddingStore, ids: tuple[int, ...]) -> set[int]:
     return {g for g, _, _ in store.prototypes(global_ids=ids)}
 
 
-def _boxes_to_blur(store, session, cameras: list[dict], doomed: set) -> dict[str, dict[int, list]]:
-    """Per camera, per frame, the boxes of the tracklets being erased."""
+def _boxes_to_blur(
+    store, session, cameras: list[dict], doomed: set, tracklets: list
+) -> dict[str, dict[int, list]]:
+    """Per camera, per frame, the boxes of the tracklets being erased, among the session's `tracklets`."""
+    holder = box_holders(tracklets)
     blur: dict[str, dict[int, list]] = {}
     for camera in cameras:
         frames: dict[int, list] = defaultdict(list)
         for track_id, frame, x1, y1, x2, y2, _ in store.boxes(session, camera["id"]):
-            if (camera["id"], track_id) in doomed:
+            if (camera["id"], holder(camera["id"], track_id, frame)) in doomed:
                 frames[frame].append((x1, y1, x2, y2))
         if frames:
             blur[camera["id"]] = frames

@@ -856,6 +856,16 @@ class _Samples:
         self.heights: list[float] = []
         self._cached: Trajectory | None = None
 
+    @classmethod
+    def of(cls, trajectory: Trajectory, keep: np.ndarray, track_id: int | None = None) -> _Samples:
+        """The samples of `trajectory` where `keep` (bool per sample), as tracklet `track_id` (default:
+        the trajectory's)."""
+        samples = cls(trajectory.camera, trajectory.track_id if track_id is None else track_id)
+        samples.times = trajectory.times[keep].tolist()
+        samples.points = list(map(tuple, trajectory.points[keep].tolist()))
+        samples.heights = trajectory.heights[keep].tolist()
+        return samples
+
     @property
     def end(self) -> float:
         return self.times[-1] if self.times else -math.inf
@@ -1045,6 +1055,18 @@ class OverlapLearner:
         `bottoms`, the bottom-centres of all its boxes, those cut by the bottom of the view included."""
         samples = (self._bottoms if bottoms else self._samples).get((camera, track_id))
         return None if samples is None else samples.trajectory()
+
+    def split_track(self, camera: str, track_id: int, at: float, new_track_id: int) -> None:
+        """What the learner holds of one tracklet from time `at` on becomes the tracklet `new_track_id`'s
+        (a track that switched people, cut in two)."""
+        for table in (self._samples, self._bottoms):
+            samples = table.get((camera, track_id))
+            if samples is None:
+                continue
+            whole = samples.trajectory()
+            later = whole.times >= at
+            table[camera, track_id] = _Samples.of(whole, ~later)
+            table[camera, new_track_id] = _Samples.of(whole, later, new_track_id)
 
     def trajectories(self, camera: str) -> list[Trajectory]:
         """The tracklets of one camera the learner remembers."""

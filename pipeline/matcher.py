@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import logging
 import time
 from collections import OrderedDict
@@ -17,6 +18,7 @@ from pipeline.refine import Output, Refinement
 from pipeline.site_evidence import GEOMETRY_LLR, SiteEvidence
 from pipeline.store import EmbeddingStore, Key
 from pipeline.topology import TOPOLOGY_VERSION
+from pipeline.track_switches import switch_points
 from pipeline.tracklet_spans import DUPLICATE_IOU, OpenTracklet, Span, box_ious, close_pairs
 from pipeline.transit import TransitModel
 
@@ -58,6 +60,9 @@ class Matcher(SiteEvidence, Refinement):
     seen elsewhere in between.
     Constraints compare tracklets of this session only: timestamps of earlier sessions are not on the
     same clock.
+
+    Calibrated, a track whose looks change for good when it ends (`switch_points`: its tracker went on
+    with someone else) is cut there into tracklets of their own (`OpenTracklet.split`).
 
     DEFAULT_THRESHOLD suits OSNet-like features, where different people in similar clothes often score
     0.7-0.9; the calibration moves away from it as it learns what this model's scores mean here.
@@ -136,6 +141,8 @@ class Matcher(SiteEvidence, Refinement):
         self._due: set[tuple[str, int]] = set()  # tracklets waiting for a (re)decision
         self._closed: OrderedDict[tuple[str, int], Span] = OrderedDict()  # their spans, for constraints
         self._early: OrderedDict[tuple[str, int], list[Embedding]] = OrderedDict()  # before their track
+        # tracks cut where they switched people: (camera, track id) -> (first frame, tracklet id) per part
+        self._cut: OrderedDict[tuple[str, int], list[tuple[int, int]]] = OrderedDict()
         self._camera_times: dict[str, list[float]] = {}  # camera -> [first, last] frame time seen
         self._view_sizes: dict[str, tuple[int, int]] = {}  # camera -> (width, height) of its frames
         self._people_now: tuple[int, float] | None = None  # (second of data time, people about then)
@@ -227,7 +234,7 @@ class Matcher(SiteEvidence, Refinement):
                 )  # fmt: skip
                 self._open[key] = tracklet
             x1, y1, x2, y2 = (float(v) for v in xyxy)
-            tracklet.moved_to((x1, y1, x2, y2), tracks.timestamp)
+            tracklet.moved_to((x1, y1, x2, y2), tracks.timestamp, tracks.frame_index)
             tracklet.last_frame = max(tracklet.last_frame, tracks.frame_index)
             tracklet.last_time = max(tracklet.last_time, tracks.timestamp)
             present.append(tracklet)
@@ -256,6 +263,7 @@ class Matcher(SiteEvidence, Refinement):
         tracklet.feature_sum = weighted if tracklet.feature_sum is None else tracklet.feature_sum + weighted
         tracklet.embeddings += 1
         tracklet.since_decision += 1
+        tracklet.history.append((emb.frame_index, emb.vector, float(emb.quality)))
         if len(tracklet.samples) < _CALIBRATION_SAMPLES:
             tracklet.samples.append((emb.vector, float(emb.quality)))
         if tracklet.global_id is None:
@@ -266,7 +274,11 @@ class Matcher(SiteEvidence, Refinement):
 
     def _keep_unplaced(self, key: tuple[str, int], emb: Embedding) -> None:
         """An embedding whose track is not open: it arrived before the track's boxes (kept until they
-        come), or after the track ended (it joins the ended tracklet's feature for the refinement)."""
+        come), or after the track ended (it joins the feature of the ended tracklet, or of the part of
+        it its frame is in, for the refinement)."""
+        if key in self._cut:
+            track = max((p for p in self._cut[key] if p[0] <= emb.frame_index), default=self._cut[key][0])[1]
+            key = (key[0], track)
         span = self._closed.get(key)
         if span is not None:
             vector = emb.vector.astype(np.float64) * max(float(emb.quality), 1e-6)
@@ -293,17 +305,43 @@ class Matcher(SiteEvidence, Refinement):
         out = self._decide([self._open[key] for key in sorted(self._due) if key in self._open])
         self._due.clear()
         for key in closing:
-            tracklet = self._open.pop(key)
-            out.extend(self._close(tracklet))
-            self._closed[key] = Span(
-                tracklet.camera, tracklet.first_frame, tracklet.last_frame, tracklet.first_time,
-                tracklet.last_time, tracklet.first_box, tracklet.last_box, tracklet.velocity,
-                tracklet.track_id, None if tracklet.feature_sum is None else tracklet.feature(),
-                tracklet.embeddings, tracklet.global_id, tracklet.encounters, tracklet.born_on,
-            )  # fmt: skip
-            while len(self._closed) > _CLOSED_MEMORY:
-                self._closed.popitem(last=False)
+            first, *later = self._parts(self._open.pop(key))
+            out.extend(self._close(first))
+            if later:  # the people the track switched to: each part decided as a tracklet of its own
+                out.extend(self._decide(later))
+                for part in later:
+                    out.extend(self._close(part))
         return out
+
+    def _parts(self, tracklet: OpenTracklet) -> list[OpenTracklet]:
+        """The tracklet, or its parts where its track switched people (`switch_points`, calibrated).
+
+        A part begins at the first box midway between the last embedding of the part before and its
+        own first, among the boxes the tracklet remembers; what the overlap learner holds of the track
+        is cut likewise.
+        """
+        if self.calibration is None or not tracklet.history:
+            return [tracklet]
+        # in time order: embeddings may have arrived out of it
+        frames, vectors, qualities = zip(*sorted(tracklet.history, key=lambda e: e[0]), strict=True)
+        path = [frame for frame, _, _ in tracklet.path]
+        starts = []
+        for k in switch_points(np.stack(vectors), np.array(qualities), self.calibration.llr):
+            i = bisect.bisect_left(path, (frames[k - 1] + frames[k] + 1) // 2)
+            if 0 < i < len(path) and path[i] <= frames[k]:
+                starts.append(path[i])
+        if not starts:
+            return [tracklet]
+        parts = tracklet.split(starts, _CALIBRATION_SAMPLES)
+        for part in reversed(parts[1:]):
+            self.geometry.split_track(tracklet.camera, tracklet.track_id, part.first_time, part.track_id)
+        self._cut[tracklet.camera, tracklet.track_id] = [(p.first_frame, p.track_id) for p in parts]
+        while len(self._cut) > _CLOSED_MEMORY:
+            self._cut.popitem(last=False)
+        logger.debug(
+            "camera %s: track %d switched people at frames %s", tracklet.camera, tracklet.track_id, starts
+        )
+        return parts
 
     def _decide(self, rows: list[OpenTracklet]) -> list[Output]:
         """Assign `rows` jointly: Hungarian over 1 - similarity, with one 'new identity' column per row."""
@@ -441,6 +479,14 @@ class Matcher(SiteEvidence, Refinement):
             self._label_by_geometry(tracklet)
         self._store_tracklet(tracklet, closed=True)
         out.append(self._event("left", tracklet, 0.0))
+        self._closed[tracklet.camera, tracklet.track_id] = Span(
+            tracklet.camera, tracklet.first_frame, tracklet.last_frame, tracklet.first_time,
+            tracklet.last_time, tracklet.first_box, tracklet.last_box, tracklet.velocity,
+            tracklet.track_id, None if tracklet.feature_sum is None else tracklet.feature(),
+            tracklet.embeddings, tracklet.global_id, tracklet.encounters, tracklet.born_on,
+        )  # fmt: skip
+        while len(self._closed) > _CLOSED_MEMORY:
+            self._closed.popitem(last=False)
         return out
 
     def _label_by_geometry(self, tracklet: OpenTracklet) -> None:

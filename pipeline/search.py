@@ -214,7 +214,11 @@ class RunSearch:
             if (since is not None and t.last_time < since) or (until is not None and t.first_time > until):
                 continue
             # Thumbnails are kept per run; local track ids repeat between the sessions of a shared store.
-            thumbs = thumbnails_of(self.out_dir, t.camera, t.track_id) if t.session == latest else []
+            thumbs = (
+                thumbnails_of(self.out_dir, t.camera, t.track_id, (t.first_frame, t.last_frame))
+                if t.session == latest
+                else []
+            )
             found[t.global_id].append(
                 Appearance(
                     t.camera,

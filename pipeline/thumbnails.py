@@ -22,6 +22,7 @@ import numpy as np
 
 from pipeline.atomic import partial_path, write_json
 from pipeline.messages import Crop
+from pipeline.tracklet_spans import source_track
 
 logger = logging.getLogger(__name__)
 
@@ -117,12 +118,15 @@ def _write_jpeg(path: Path, image: np.ndarray) -> bool:
 
 
 def track_folder(out_dir: Path, camera: str, track_id: int) -> Path:
-    """Where the thumbnails of one tracklet live."""
-    return Path(out_dir) / FOLDER / camera / str(int(track_id))
+    """Where the thumbnails of one track live (of all its parts, where the matcher cut it)."""
+    return Path(out_dir) / FOLDER / camera / str(source_track(int(track_id)))
 
 
-def thumbnails_of(out_dir: Path, camera: str, track_id: int) -> list[Thumbnail]:
-    """The kept thumbnails of one tracklet, best first; none where it has no (readable) index."""
+def thumbnails_of(
+    out_dir: Path, camera: str, track_id: int, frames: tuple[int, int] | None = None
+) -> list[Thumbnail]:
+    """The kept thumbnails of one tracklet, best first, of its `frames` (first, last) where given (a
+    track the matcher cut in parts keeps them in one folder); none where it has no (readable) index."""
     folder = track_folder(out_dir, camera, track_id)
     try:
         entries = json.loads((folder / INDEX).read_text())
@@ -130,14 +134,16 @@ def thumbnails_of(out_dir: Path, camera: str, track_id: int) -> list[Thumbnail]:
         return []
     found = []
     for e in entries:
+        if frames is not None and not frames[0] <= int(e["frame"]) <= frames[1]:
+            continue
         if (folder / e["file"]).is_file():
-            path = f"{FOLDER}/{camera}/{int(track_id)}/{e['file']}"
+            path = f"{FOLDER}/{camera}/{folder.name}/{e['file']}"
             found.append(Thumbnail(path, int(e["frame"]), float(e["time"]), float(e["quality"])))
     return found
 
 
 def remove_thumbnails(out_dir: Path, camera: str, track_id: int) -> int:
-    """Delete the thumbnails of one tracklet; returns how many image files went."""
+    """Delete the thumbnails of one track (all its parts'); returns how many image files went."""
     folder = track_folder(out_dir, camera, track_id)
     if not folder.is_dir():
         return 0

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,6 +24,17 @@ ENCOUNTER_WINDOW_S = 1.5
 DUPLICATE_IOU = 0.5
 DUPLICATE_S = 1.0
 BORDER_PX = 2.0  # a box this close to the edge of its frame is cut by the border of the view
+# What an open tracklet remembers to be cut where its track switched people: its boxes of the last
+# PATH_MEMORY frames (a cut goes no further back: a minute at 30 fps) and its last HISTORY_MEMORY
+# embeddings.
+PATH_MEMORY = 2048
+HISTORY_MEMORY = 256
+PART_STRIDE = 1 << 40  # a track cut into parts: part i (from 0) is the tracklet `track_id + i * PART_STRIDE`
+
+
+def source_track(track_id: int) -> int:
+    """The tracker's id of the track a tracklet is part of (see PART_STRIDE)."""
+    return track_id % PART_STRIDE
 
 
 def foot(box: Box) -> tuple[float, float]:
@@ -158,9 +171,16 @@ class OpenTracklet(Span):
     )  # (vector, quality), for calibration
     since_decision: int = 0
     closing: bool = False
+    path: deque[tuple[int, float, Box]] = field(default_factory=lambda: deque(maxlen=PATH_MEMORY))
+    history: deque[tuple[int, np.ndarray, float]] = field(  # (frame, vector, quality)
+        default_factory=lambda: deque(maxlen=HISTORY_MEMORY)
+    )
 
-    def moved_to(self, box: Box, timestamp: float) -> None:
-        """Follow the tracklet's box; the velocity is smoothed so one jittery box does not swing it."""
+    def moved_to(self, box: Box, timestamp: float, frame: int | None = None) -> None:
+        """Follow the tracklet's box (of `frame`, remembered in its path where given); the velocity is
+        smoothed so one jittery box does not swing it."""
+        if frame is not None:
+            self.path.append((frame, timestamp, box))
         if self.first_box is None:
             self.first_box = box
         elif self.last_box is not None and timestamp > self.last_time:
@@ -173,3 +193,39 @@ class OpenTracklet(Span):
     def feature(self) -> np.ndarray:
         assert self.feature_sum is not None
         return (self.feature_sum / max(float(np.linalg.norm(self.feature_sum)), 1e-12)).astype(np.float32)
+
+    def split(self, starts: list[int], max_samples: int) -> list[OpenTracklet]:
+        """The tracklet cut before each frame of `starts` (ascending, after the first frame of its path):
+        the first part keeps its track id and identity, part i is `track_id + i * PART_STRIDE`, without
+        one. Each part has the boxes, embeddings (calibration samples: the first `max_samples`) and
+        meetings of its own frames."""
+        bounds = [self.first_frame, *starts, self.last_frame + 1]
+        parts = []
+        for i, (begin, end) in enumerate(itertools.pairwise(bounds)):
+            part = OpenTracklet(
+                self.camera, begin, begin, self.first_time, self.first_time, track_id=self.track_id + i * PART_STRIDE,
+                closing=self.closing,
+            )  # fmt: skip
+            if i == 0:  # its start may be older than the path remembers
+                part.first_box, part.global_id, part.born_on = self.first_box, self.global_id, self.born_on
+            steps = [(f, t, box) for f, t, box in self.path if begin <= f < end]
+            for f, t, box in steps:
+                part.moved_to(box, t, f)
+                part.last_frame, part.last_time = f, t
+            if i > 0:
+                part.first_time = steps[0][1]
+            for frame, vector, quality in sorted(self.history, key=lambda e: e[0]):
+                if begin <= frame < end:
+                    weighted = vector.astype(np.float64) * max(quality, 1e-6)
+                    part.feature_sum = weighted if part.feature_sum is None else part.feature_sum + weighted
+                    part.embeddings += 1
+                    part.history.append((frame, vector, quality))
+                    if len(part.samples) < max_samples:
+                        part.samples.append((vector, quality))
+            part.encounters = {
+                track: (max(first, part.first_time), min(last, part.last_time))
+                for track, (first, last) in self.encounters.items()
+                if first <= part.last_time and last >= part.first_time
+            }
+            parts.append(part)
+        return parts

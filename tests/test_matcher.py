@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -9,9 +10,13 @@ import pytest
 
 from pipeline.calibration import ScoreCalibration
 from pipeline.matcher import APPEARANCE_MAX_LLR, Matcher
-from pipeline.messages import Assignment, CameraFinished, Embedding, IdentityEvent, TrackEnded, Tracks
+from pipeline.messages import Assignment, CameraFinished, Crop, Embedding, IdentityEvent, TrackEnded, Tracks
 from pipeline.runtime.matching import MessageOrder
+from pipeline.sinks.box_log import BoxLog
+from pipeline.sinks.exports import write_exports
 from pipeline.store import EmbeddingStore
+from pipeline.thumbnails import ThumbnailKeeper
+from pipeline.tracklet_spans import PART_STRIDE
 
 DIM = 64
 FPS = 10.0
@@ -737,3 +742,53 @@ def test_overlapping_views_link_one_person_whose_looks_differ_across_them() -> N
     assert matcher.geometry.model("a", "b") is not None
     assert final[("a", 1)] == final[("a", 5)] == final[("b", 11)]
     assert len({final[("a", i)] for i in range(1, len(WALKS) + 1)}) == len(WALKS)
+
+
+def test_a_track_that_switched_people_is_cut_where_its_looks_change(tmp_path) -> None:
+    # Track 1 follows person 0, then (its tracker lost them in a crowd) person 1: its embeddings, at
+    # frames 9, 18, 27, 36 and 44, 53, 62, 71, change between 36 and 44. Person 1 is seen next in camera b.
+    p = people(2)
+    tracks = [Track("a", 1, 1, 80, [p[0]] * 4 + [p[1]] * 4), Track("b", 1, 100, 130, [p[1]] * 4)]
+    messages = script(tracks)
+    store = EmbeddingStore(None, dim=DIM)
+    session = store.begin_session()
+    boxes = BoxLog(store, session)
+    for message in messages:
+        if isinstance(message, Tracks):
+            boxes.update(message)
+    boxes.flush()
+    keeper = ThumbnailKeeper(tmp_path / "thumbnails" / "a", per_track=8, size=16)
+    for frame in (10, 60):
+        keeper.add(Crop("a", 1, frame, frame / FPS, np.zeros((20, 8, 3), np.uint8), 1.0))
+    matcher = Matcher(store, session)
+    final, outputs = run(matcher, messages)
+    second = 1 + PART_STRIDE
+    assert final[("a", 1)] != final[("a", second)] == final[("b", 1)]
+    parts = {t.track_id: (t.first_frame, t.last_frame) for t in store.tracklets(session) if t.camera == "a"}
+    assert parts == {1: (1, 39), second: (40, 80)}  # cut midway between the embeddings of frames 36 and 44
+    assert any(isinstance(o, IdentityEvent) and o.kind == "left" and o.track_id == second for o in outputs)
+    where = {t: matcher.geometry.trajectory("a", t, bottoms=True).times for t in (1, second)}
+    assert where[1].max() < 40 / FPS <= where[second].min()  # the overlap learner holds each part apart
+
+    cameras = [{"id": c, "source": f"{c}.mp4", "fps": FPS, "frames": 130} for c in ("a", "b")]
+    write_exports(store, session, cameras, tmp_path)
+    mot = np.loadtxt(tmp_path / "mot" / "a.txt", delimiter=",")
+    assert set(mot[mot[:, 0] < 40, 1]) == {final[("a", 1)]} and set(mot[mot[:, 0] >= 40, 1]) == {
+        final[("b", 1)]
+    }
+    exported = json.loads((tmp_path / "tracks.json").read_text())
+    seen = {
+        (a["local_track_id"], tuple(a["thumbnails"]))
+        for identity in exported["identities"]
+        for a in identity["appearances"]
+        if a["camera"] == "a"
+    }
+    assert seen == {(1, ("thumbnails/a/1/000010.jpg",)), (second, ("thumbnails/a/1/000060.jpg",))}
+
+
+def test_a_track_of_one_person_is_not_cut() -> None:
+    p = people(1)
+    store = EmbeddingStore(None, dim=DIM)
+    session = store.begin_session()
+    run(Matcher(store, session), script([Track("a", 1, 1, 80, [p[0]] * 8, noise=0.5)]))
+    assert [(t.track_id, t.first_frame, t.last_frame) for t in store.tracklets(session)] == [(1, 1, 80)]

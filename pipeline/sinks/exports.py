@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.atomic import atomic_open
 from pipeline.thumbnails import thumbnails_of
+from pipeline.tracklet_spans import source_track
 
 SCHEMA_VERSION = 1
 
@@ -22,10 +25,12 @@ def write_exports(store, session: int, cameras: list[dict], out_dir: Path) -> No
     tracklets = [t for t in store.tracklets(session) if t.global_id is not None]
     global_ids = {(t.camera, t.track_id): t.global_id for t in tracklets}
     ends = handover_ends(tracklets)
+    holder = box_holders(tracklets)
     boxes: dict[tuple[str, int], list] = defaultdict(list)
     for camera in cameras:
         with atomic_open(out_dir / "mot" / f"{camera['id']}.txt") as mot:
-            for track_id, frame, x1, y1, x2, y2, conf in store.boxes(session, camera["id"]):
+            for track, frame, x1, y1, x2, y2, conf in store.boxes(session, camera["id"]):
+                track_id = holder(camera["id"], track, frame)
                 global_id = global_ids.get((camera["id"], track_id))
                 if global_id is None or frame > ends.get((camera["id"], track_id), frame):
                     continue
@@ -36,6 +41,25 @@ def write_exports(store, session: int, cameras: list[dict], out_dir: Path) -> No
                     [frame, round(x1, 2), round(y1, 2), round(x2, 2), round(y2, 2), round(conf, 3)]
                 )
     write_tracks_json(cameras, tracklets, boxes, out_dir / "tracks.json")
+
+
+def box_holders(tracklets: list) -> Callable[[str, int, int], int]:
+    """(camera, track id, frame) -> the id of the tracklet among `tracklets` (store records) that holds
+    that box: its track's own, or where the matcher cut the track where it switched people, the part
+    whose frames hold it."""
+    parts: dict[tuple[str, int], list[tuple[int, int]]] = defaultdict(list)
+    for t in tracklets:
+        parts[t.camera, source_track(t.track_id)].append((t.first_frame, t.track_id))
+    for found in parts.values():
+        found.sort()
+
+    def holder(camera: str, track_id: int, frame: int) -> int:
+        found = parts.get((camera, track_id))
+        if found is None or len(found) == 1:
+            return track_id
+        return found[max(bisect.bisect_right(found, (frame, float("inf"))) - 1, 0)][1]
+
+    return holder
 
 
 def handover_ends(tracklets: list) -> dict[tuple[str, int], int]:
@@ -87,5 +111,10 @@ def _appearance(tracklet, boxes: list, out_dir: Path) -> dict:
         "start_time": round(tracklet.first_time, 3),
         "end_time": round(tracklet.last_time, 3),
         "boxes": boxes,
-        "thumbnails": [t.path for t in thumbnails_of(out_dir, tracklet.camera, tracklet.track_id)],
+        "thumbnails": [
+            t.path
+            for t in thumbnails_of(
+                out_dir, tracklet.camera, tracklet.track_id, (tracklet.first_frame, tracklet.last_frame)
+            )
+        ],
     }
