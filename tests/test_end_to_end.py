@@ -15,12 +15,13 @@ from pipeline.evaluation import evaluate, evaluate_run, load_gt_manifest
 from pipeline.motchallenge import read_mot_txt
 
 FRAMES = 200
-# Floors sit below what we measured on this set (per camera 0.654 and 0.807, across cameras 0.742, the
-# same in 3 runs), leaving room for the run-to-run noise of process timing.
+# Floors sit below what we measured on this set (per camera 0.654 and 0.816, across cameras 0.764, the
+# same in 2 runs), leaving room for the run-to-run noise of process timing.
 MIN_IDF1_PER_CAMERA = 0.62
-MIN_IDF1_CROSS_CAMERA = 0.71
-# Linking must beat the same tracks left unlinked across cameras (0.55 measured) by a clear margin.
-MIN_LINKING_GAIN = 0.14
+MIN_IDF1_CROSS_CAMERA = 0.73
+# Linking must beat the same tracks left unlinked across cameras (0.554 measured: a gain of 0.21) by a
+# clear margin.
+MIN_LINKING_GAIN = 0.18
 
 
 @pytest.fixture(scope="module")
@@ -94,4 +95,5 @@ def test_accuracy_against_ground_truth(pets_run):
     for offset, boxes in enumerate(unlinked.values()):
         boxes[:, 1] += 100_000 * offset  # the same tracks, but no id shared between cameras
     baseline = evaluate(unlinked, gt, num_frames=lengths)["cross_camera"]["IDF1"]
+    print({"cross_camera, ids not shared between cameras": round(baseline, 3)})
     assert results["cross_camera"]["IDF1"] > baseline + MIN_LINKING_GAIN
