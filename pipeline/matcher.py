@@ -19,7 +19,7 @@ from pipeline.site_evidence import GEOMETRY_LLR, SiteEvidence
 from pipeline.store import EmbeddingStore, Key
 from pipeline.topology import TOPOLOGY_VERSION
 from pipeline.track_switches import switch_points
-from pipeline.tracklet_spans import DUPLICATE_IOU, OpenTracklet, Span, box_ious, close_pairs
+from pipeline.tracklet_spans import DUPLICATE_IOU, OpenTracklet, Span, box_ious, close_pairs, part_at
 from pipeline.transit import TransitModel
 
 logger = logging.getLogger(__name__)
@@ -259,13 +259,8 @@ class Matcher(SiteEvidence, Refinement):
         if tracklet is None:
             self._keep_unplaced(key, emb)
             return
-        weighted = emb.vector.astype(np.float64) * max(float(emb.quality), 1e-6)
-        tracklet.feature_sum = weighted if tracklet.feature_sum is None else tracklet.feature_sum + weighted
-        tracklet.embeddings += 1
+        tracklet.add_embedding(emb.frame_index, emb.vector, float(emb.quality), _CALIBRATION_SAMPLES)
         tracklet.since_decision += 1
-        tracklet.history.append((emb.frame_index, emb.vector, float(emb.quality)))
-        if len(tracklet.samples) < _CALIBRATION_SAMPLES:
-            tracklet.samples.append((emb.vector, float(emb.quality)))
         if tracklet.global_id is None:
             if tracklet.embeddings >= self.min_embeddings:
                 self._due.add(key)
@@ -277,8 +272,7 @@ class Matcher(SiteEvidence, Refinement):
         come), or after the track ended (it joins the feature of the ended tracklet, or of the part of
         it its frame is in, for the refinement)."""
         if key in self._cut:
-            track = max((p for p in self._cut[key] if p[0] <= emb.frame_index), default=self._cut[key][0])[1]
-            key = (key[0], track)
+            key = (key[0], part_at(self._cut[key], emb.frame_index))
         span = self._closed.get(key)
         if span is not None:
             vector = emb.vector.astype(np.float64) * max(float(emb.quality), 1e-6)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 from collections import deque
@@ -35,6 +36,12 @@ PART_STRIDE = 1 << 40  # a track cut into parts: part i (from 0) is the tracklet
 def source_track(track_id: int) -> int:
     """The tracker's id of the track a tracklet is part of (see PART_STRIDE)."""
     return track_id % PART_STRIDE
+
+
+def part_at(parts: list[tuple[int, int]], frame: int) -> int:
+    """The tracklet id of the part of a cut track that holds `frame`, of its parts (first frame, tracklet
+    id) in order: the last to begin at or before it (the first, for a frame before them all)."""
+    return parts[max(bisect.bisect_right(parts, (frame, math.inf)) - 1, 0)][1]
 
 
 def foot(box: Box) -> tuple[float, float]:
@@ -190,6 +197,16 @@ class OpenTracklet(Span):
             self.velocity = (0.5 * self.velocity[0] + 0.5 * vx, 0.5 * self.velocity[1] + 0.5 * vy)
         self.last_box = box
 
+    def add_embedding(self, frame: int, vector: np.ndarray, quality: float, max_samples: int) -> None:
+        """Take one embedding of `frame` into the feature (weighted by its quality) and the history; the
+        first `max_samples` are also calibration samples."""
+        weighted = vector.astype(np.float64) * max(quality, 1e-6)
+        self.feature_sum = weighted if self.feature_sum is None else self.feature_sum + weighted
+        self.embeddings += 1
+        self.history.append((frame, vector, quality))
+        if len(self.samples) < max_samples:
+            self.samples.append((vector, quality))
+
     def feature(self) -> np.ndarray:
         assert self.feature_sum is not None
         return (self.feature_sum / max(float(np.linalg.norm(self.feature_sum)), 1e-12)).astype(np.float32)
@@ -200,6 +217,7 @@ class OpenTracklet(Span):
         one. Each part has the boxes, embeddings (calibration samples: the first `max_samples`) and
         meetings of its own frames."""
         bounds = [self.first_frame, *starts, self.last_frame + 1]
+        history = sorted(self.history, key=lambda e: e[0])  # embeddings may have arrived out of order
         parts = []
         for i, (begin, end) in enumerate(itertools.pairwise(bounds)):
             part = OpenTracklet(
@@ -214,14 +232,9 @@ class OpenTracklet(Span):
                 part.last_frame, part.last_time = f, t
             if i > 0:
                 part.first_time = steps[0][1]
-            for frame, vector, quality in sorted(self.history, key=lambda e: e[0]):
+            for frame, vector, quality in history:
                 if begin <= frame < end:
-                    weighted = vector.astype(np.float64) * max(quality, 1e-6)
-                    part.feature_sum = weighted if part.feature_sum is None else part.feature_sum + weighted
-                    part.embeddings += 1
-                    part.history.append((frame, vector, quality))
-                    if len(part.samples) < max_samples:
-                        part.samples.append((vector, quality))
+                    part.add_embedding(frame, vector, quality, max_samples)
             part.encounters = {
                 track: (max(first, part.first_time), min(last, part.last_time))
                 for track, (first, last) in self.encounters.items()

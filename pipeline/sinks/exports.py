@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import bisect
 import itertools
 import json
 from collections import defaultdict
@@ -11,7 +10,7 @@ from pathlib import Path
 
 from pipeline.atomic import atomic_open
 from pipeline.thumbnails import thumbnails_of
-from pipeline.tracklet_spans import source_track
+from pipeline.tracklet_spans import part_at, source_track
 
 SCHEMA_VERSION = 1
 
@@ -55,9 +54,7 @@ def box_holders(tracklets: list) -> Callable[[str, int, int], int]:
 
     def holder(camera: str, track_id: int, frame: int) -> int:
         found = parts.get((camera, track_id))
-        if found is None or len(found) == 1:
-            return track_id
-        return found[max(bisect.bisect_right(found, (frame, float("inf"))) - 1, 0)][1]
+        return track_id if found is None or len(found) == 1 else part_at(found, frame)
 
     return holder
 
