@@ -133,7 +133,7 @@ def _agglomerate(
                 best, best_value = (a, b), value
         return best
 
-    for group in _consistent_groups(scores, additive, blocked, initial, min_score, added_cost):
+    for group in _consistent_groups(scores, additive, blocked, initial, allowed, min_score, added_cost):
         for b in group[1:]:
             merge(group[0], b)
     while (pair := best_merge()) is not None:
@@ -202,11 +202,16 @@ def _consistent_groups(
     additive: np.ndarray,
     blocked: np.ndarray,
     initial: Sequence[int] | None,
+    allowed: Callable[[Sequence[int]], bool],
     min_score: float,
     added_cost: Callable[[list[int], list[int]], float],
 ) -> list[list[int]]:
     """The groups of `initial` (2+ members) less the members that do not fit them, each sorted; a
-    member's fit counts what it adds to the cost of the rest (`added_cost(member, rest)`)."""
+    member's fit counts what it adds to the cost of the rest (`added_cost(member, rest)`).
+
+    A group must also be one that `allowed` accepts: online, a tracklet may have joined an identity
+    because of a sighting that a later decision moved to another one (a return to a view is allowed by
+    a sighting elsewhere in between), so the worst-fitting members leave until it is."""
     if initial is None:
         return []
     labels = np.asarray(initial)
@@ -228,7 +233,7 @@ def _consistent_groups(
             # no evidence with the rest: it stands alone
             fit = np.where((known[sub] | (additive[sub] != 0)).any(axis=1), fit, -np.inf)
             worst = int(np.argmax(clash)) if clash.any() else int(np.argmin(fit))
-            if not clash.any() and fit[worst] > min_score:
+            if not clash.any() and fit[worst] > min_score and allowed(group):
                 break
             group.pop(worst)
         if len(group) > 1:

@@ -72,6 +72,22 @@ def test_an_initial_member_that_does_not_fit_is_detached() -> None:
     assert kept.tolist() == [0, 0, 1, 1]
 
 
+def test_an_initial_group_the_constraints_no_longer_allow_loses_members_until_they_do() -> None:
+    # online, tracklet 3 joined 0 and 1 (a return to camera a, say) because of a sighting in between that
+    # a later decision moved away (tracklet 2): the group that is left is not one the constraints allow
+    def returns_need_tracklet_2(members) -> bool:
+        return not ({0, 3} <= set(members) and 2 not in members)
+
+    scores = np.where(np.isnan(LOOKS), np.nan, 2.0)  # everyone looks alike
+    scores[2, :] = scores[:, 2] = np.nan  # 2 has no looks: nothing joins it to the others again
+    np.fill_diagonal(scores, np.nan)
+    labels = cluster_tracklets(
+        scores, NOTHING_FORBIDDEN, initial=[0, 0, 1, 0], allowed=returns_need_tracklet_2
+    )
+    assert labels[0] != labels[3]
+    assert returns_need_tracklet_2([m for m in range(4) if labels[m] == labels[0]])
+
+
 def unseen_between_the_two_people(members) -> float:
     """A cost of the whole cluster: -2 where it holds tracklets of both people (say, a long time apart)."""
     return -2.0 if {0, 1} & set(members) and {2, 3} & set(members) else 0.0
