@@ -107,6 +107,7 @@ def _camera_messages(config, camera_id: str, data) -> list[tuple[float, int, obj
     frames = np.unique(table[:, 0]).astype(int)
     by_frame = {int(f): np.flatnonzero((table[:, 0] == f) & keep) for f in frames}
     times = {int(f): float(table[table[:, 0] == f][0, 1]) for f in frames}
+    offset = next(c.time_offset_s for c in config.cameras if c.id == camera_id)
     out: list[tuple[float, int, object]] = []
     seq = 0
     last_index = last_time = 0
@@ -114,7 +115,7 @@ def _camera_messages(config, camera_id: str, data) -> list[tuple[float, int, obj
         last_index, last_time = int(frames.max()), times[int(frames.max())]
     for index in range(1, last_index + 1):
         rows = by_frame.get(index, np.empty(0, int))
-        timestamp = times.get(index, (index - 1) / fps)
+        timestamp = times.get(index, offset + (index - 1) / fps)  # the file source's clock
         found = Detections(
             table[rows, 2:6].astype(np.float32),
             table[rows, 6].astype(np.float32),
