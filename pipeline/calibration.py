@@ -151,6 +151,14 @@ class ScoreCalibration:
     `non_overlapping`. Tracklets with fewer than `min_embeddings` embeddings are ignored. All times share
     one clock.
 
+    A brief sighting, a tracklet of fewer crops than `min_embeddings`, looks less like its own person than
+    a long one: its mean averages out less of the pose and the crop. So each observed tracklet also gives,
+    for every k below `min_embeddings`, the positive of its first k crops against its later half; once k
+    has `min_labels` of them, a comparison whose fewest crops are k (`llr(sims, crops)`) reads the
+    similarity against those positives, and its prior moves down by as much as their median lies under the
+    median of all positives. Different people look no less alike in a brief sighting, so the negatives
+    stay the same.
+
     Two biases remain, in opposite directions: positives come from within one track, a little more alike
     than two sightings of one person far apart or in two cameras (the threshold comes out stricter), and
     half-means average half the crops of the whole tracklets the matcher compares, which lowers the
@@ -192,20 +200,23 @@ class ScoreCalibration:
         self.model = model
         self._positive = np.zeros(_BINS)  # (_BINS,) label counts per Fisher-z bin
         self._negative = np.zeros(_BINS)
+        # k -> positives of a tracklet's first k crops against its later half, k < min_embeddings
+        self._brief_positive = {k: np.zeros(_BINS) for k in range(1, min_embeddings)}
         self._observed: OrderedDict[Hashable, _Observed] = OrderedDict()
-        self._learned: np.ndarray | None = None  # (_BINS,) learned LLR at the bin centres, cached
+        # crops (0: as many as a tracklet has) -> learned LLR (_BINS,) at the bin centres, cached
+        self._learned: dict[int, np.ndarray] = {}
 
     # -- labels ------------------------------------------------------------------------------------
 
     def add_positive(self, sims: ArrayLike) -> None:
         """Count cosine similarities of pairs known to be the same person."""
         self._positive += _bin(np.asarray(sims, np.float64).ravel())
-        self._learned = None
+        self._learned = {}
 
     def add_negative(self, sims: ArrayLike) -> None:
         """Count cosine similarities of pairs known to be different people."""
         self._negative += _bin(np.asarray(sims, np.float64).ravel())
-        self._learned = None
+        self._learned = {}
 
     def observe_tracklet(
         self,
@@ -218,8 +229,10 @@ class ScoreCalibration:
     ) -> tuple[int, int]:
         """Learn from one ended tracklet: its embeddings (N, D) in time order, `weights` (N,) their quality.
 
-        Adds the positive of its two halves and a negative for every remembered tracklet it must differ
-        from; returns how many positives and negatives were added. A key still remembered is ignored.
+        Adds the positive of its two halves (and of its first k crops against its later half, for each k
+        below `min_embeddings` and its half) and a negative for every remembered tracklet it must differ
+        from; returns how many positives of its halves and negatives were added. A key still remembered is
+        ignored.
         """
         embeddings = np.asarray(embeddings, np.float64)
         if embeddings.ndim != 2:
@@ -240,6 +253,9 @@ class ScoreCalibration:
             [_mean(embeddings[:half], weights[:half]), _mean(embeddings[n - half :], weights[n - half :])]
         )  # (2, D)
         self.add_positive(halves[0] @ halves[1])
+        for k, counts in self._brief_positive.items():
+            if k < half:
+                counts += _bin(np.atleast_1d(_mean(embeddings[:k], weights[:k]) @ halves[1]))
         others = [
             other
             for other in self._observed.values()
@@ -284,22 +300,47 @@ class ScoreCalibration:
     # -- scores ------------------------------------------------------------------------------------
 
     @overload
-    def llr(self, sims: float) -> float: ...
+    def llr(self, sims: float, crops: int | None = None) -> float: ...
 
     @overload
-    def llr(self, sims: np.ndarray) -> np.ndarray: ...
+    def llr(self, sims: np.ndarray, crops: ArrayLike | None = None) -> np.ndarray: ...
 
-    def llr(self, sims: float | ArrayLike) -> float | np.ndarray:
-        """The log-likelihood ratio of "same person" for cosine similarities; same shape, non-decreasing."""
+    def llr(self, sims: float | ArrayLike, crops: ArrayLike | None = None) -> float | np.ndarray:
+        """The log-likelihood ratio of "same person" for cosine similarities; same shape, non-decreasing.
+
+        `crops`: the fewest crops either side of each comparison averages (broadcast to the shape of
+        `sims`; None: enough). Comparisons of a brief sighting are read as such once the calibration has
+        learned how alike one looks to its own person (see the class).
+        """
         values = np.asarray(sims, np.float64)
-        prior = np.clip((values - self.prior_threshold) / self.prior_scale, -self.max_llr, self.max_llr)
+        prior = self._prior(values)
         weight = self.weight
         if weight == 0.0:
             out = prior
         else:
-            learned = np.interp(_fisher_z(values), _CENTRES, self._learned_llr())
+            z = _fisher_z(values)
+            learned = np.interp(z, _CENTRES, self._learned_llr())
+            if crops is not None:
+                crops = np.broadcast_to(np.asarray(crops), values.shape)
+                for k, counts in self._brief_positive.items():
+                    brief = crops == k
+                    if brief.any() and counts.sum() >= self.min_labels:
+                        learned = np.where(brief, np.interp(z, _CENTRES, self._learned_llr(k)), learned)
+                        prior = np.where(brief, self._prior(values + self._brief_drop(counts)), prior)
             out = weight * learned + (1.0 - weight) * prior
         return float(out) if out.ndim == 0 else out
+
+    def _prior(self, values: np.ndarray) -> np.ndarray:
+        return np.clip((values - self.prior_threshold) / self.prior_scale, -self.max_llr, self.max_llr)
+
+    def _brief_drop(self, counts: np.ndarray) -> float:
+        """How far (cosine, >= 0) the median of the positives `counts` lies under that of all positives."""
+        return max(
+            float(
+                np.tanh(_weighted_quantile(self._positive, 0.5)) - np.tanh(_weighted_quantile(counts, 0.5))
+            ),
+            0.0,
+        )
 
     def threshold_at(self, llr: float = 0.0) -> float:
         """The similarity where `llr` reaches `llr` (0: same and different equally likely); +-1 if never."""
@@ -319,14 +360,16 @@ class ScoreCalibration:
             return float((grid[above] + grid[at - 1]) / 2)
         return float(brentq(lambda s: float(score(np.asarray(s))) - target, grid[above - 1], grid[above]))
 
-    def _learned_llr(self) -> np.ndarray:
-        """The learned log ratio (_BINS,) at the bin centres; non-decreasing and clipped."""
-        if self._learned is None:
-            positive, negative = _density(self._positive), _density(self._negative)
+    def _learned_llr(self, crops: int = 0) -> np.ndarray:
+        """The learned log ratio (_BINS,) at the bin centres, of comparisons whose fewest crops are
+        `crops` (0: as many as a tracklet has); non-decreasing and clipped."""
+        if crops not in self._learned:
+            counts = self._brief_positive[crops] if crops else self._positive
+            positive, negative = _density(counts), _density(self._negative)
             raw = np.log(positive) - np.log(negative)
             monotone = _isotonic(raw, positive + negative)  # tails where neither class lives weigh little
-            self._learned = np.clip(monotone, -self.max_llr, self.max_llr)
-        return self._learned
+            self._learned[crops] = np.clip(monotone, -self.max_llr, self.max_llr)
+        return self._learned[crops]
 
     def summary(self) -> CalibrationSummary:
         """The label counts, the thresholds and the shape of both classes."""
@@ -372,6 +415,7 @@ class ScoreCalibration:
             "bins": {"space": "fisher_z", "count": _BINS, "z_max": _Z_MAX},
             "positives": _sparse(self._positive),
             "negatives": _sparse(self._negative),
+            "brief_positives": {str(k): _sparse(counts) for k, counts in self._brief_positive.items()},
             "summary": asdict(self.summary()),
         }
 
@@ -390,6 +434,9 @@ class ScoreCalibration:
         calibration = cls(**{**settings, **overrides})
         calibration._positive = _dense(data["positives"], "positives")
         calibration._negative = _dense(data["negatives"], "negatives")
+        for k, record in data.get("brief_positives", {}).items():  # absent before they were learned
+            if int(k) in calibration._brief_positive:
+                calibration._brief_positive[int(k)] = _dense(record, f"brief_positives {k}")
         return calibration
 
 

@@ -388,7 +388,9 @@ class Refinement:
             else:
                 # across two views everyone looks less alike than in one: the calibration reads them as such
                 offsets = self._view_offsets([spans[i] for i in have], sims, forbidden[looks])
-                scores[looks] += self.calibration.llr(sims + offsets) - against[looks]
+                crops = np.array([spans[i].embeddings for i in have])
+                brief = np.minimum.outer(crops, crops)  # a brief sighting looks less like its person
+                scores[looks] += self.calibration.llr(sims + offsets, brief) - against[looks]
         forbidden |= forbidden.T
         np.fill_diagonal(scores, np.nan)
         return scores, evidence, forbidden
