@@ -331,16 +331,13 @@ class ScoreCalibration:
         return float(out) if out.ndim == 0 else out
 
     def _prior(self, values: np.ndarray) -> np.ndarray:
+        """The logistic prior's log ratio around `prior_threshold`, clipped."""
         return np.clip((values - self.prior_threshold) / self.prior_scale, -self.max_llr, self.max_llr)
 
     def _brief_drop(self, counts: np.ndarray) -> float:
         """How far (cosine, >= 0) the median of the positives `counts` lies under that of all positives."""
-        return max(
-            float(
-                np.tanh(_weighted_quantile(self._positive, 0.5)) - np.tanh(_weighted_quantile(counts, 0.5))
-            ),
-            0.0,
-        )
+        median = float(np.tanh(_weighted_quantile(self._positive, 0.5)))
+        return max(median - float(np.tanh(_weighted_quantile(counts, 0.5))), 0.0)
 
     def threshold_at(self, llr: float = 0.0) -> float:
         """The similarity where `llr` reaches `llr` (0: same and different equally likely); +-1 if never."""
