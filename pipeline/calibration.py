@@ -252,10 +252,10 @@ class ScoreCalibration:
         halves = np.stack(
             [_mean(embeddings[:half], weights[:half]), _mean(embeddings[n - half :], weights[n - half :])]
         )  # (2, D)
-        self.add_positive(halves[0] @ halves[1])
         for k, counts in self._brief_positive.items():
             if k < half:
                 counts += _bin(np.atleast_1d(_mean(embeddings[:k], weights[:k]) @ halves[1]))
+        self.add_positive(halves[0] @ halves[1])  # after the brief positives: it clears every learned ratio
         others = [
             other
             for other in self._observed.values()
