@@ -12,7 +12,7 @@ import numpy as np
 
 from pipeline.messages import Assignment, IdentityEvent
 from pipeline.site_evidence import GEOMETRY_LLR
-from pipeline.tracklet_spans import Span, live_together, sighting_of
+from pipeline.tracklet_spans import PART_STRIDE, Span, live_together, sighting_of
 from pipeline.transit import learn_transit
 
 logger = logging.getLogger(__name__)
@@ -35,6 +35,7 @@ def cluster_tracklets(
     initial: Sequence[int] | None = None,
     allowed: Callable[[Sequence[int]], bool] = lambda members: True,
     cost: Callable[[Sequence[int]], float] | None = None,
+    attachments: np.ndarray | None = None,
     min_score: float = 0.0,
 ) -> np.ndarray:
     """Cluster n tracklets by average linkage over pairwise evidence, never across a forbidden pair.
@@ -63,7 +64,15 @@ def cluster_tracklets(
     cannot be. So once no merge is left, the members of a cluster that are forbidden with another one
     leave it (each alone) where the merge of the rest with the other cluster outweighs their link with
     the rest by FREEING_MARGIN, the best such freeing first; clustering then goes on from there, at most
-    MAX_FREEINGS times. Returns labels (n,) int, 0..k-1 in order of each cluster's first member.
+    MAX_FREEINGS times.
+
+    `attachments` (n, n) symmetric, where given, is evidence between tracklets of which one has no looks
+    (no score with any other, such as a track lost before its first crop). Once clustering is done, these
+    links carry clusters into others, strongest first, under the same constraints: a cluster without
+    looks joins the one its link leads to; a cluster with looks only where looks compare it with the
+    other and, weighed as a merge with the link as evidence, favour it. So a tracklet without looks never
+    joins two clusters that nothing else compares. Returns labels (n,) int, 0..k-1 in order of each
+    cluster's first member.
     """
     scores = np.asarray(scores, np.float64)
     n = len(scores)
@@ -86,7 +95,42 @@ def cluster_tracklets(
         if freed is None:
             break
         labels = _agglomerate(scores, additive, forbidden, freed, allowed, added_cost, min_score)
+    if attachments is not None:
+        labels = _attach(labels, scores, additive, np.asarray(attachments), forbidden, allowed, min_score)
     return labels
+
+
+def _attach(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    additive: np.ndarray,
+    attachments: np.ndarray,
+    forbidden: np.ndarray,
+    allowed: Callable[[Sequence[int]], bool],
+    min_score: float,
+) -> np.ndarray:
+    """`labels` (n,) after the clusters that `attachments` lead on from joined theirs, strongest first
+    (see `cluster_tracklets`)."""
+    labels = labels.copy()
+    known = ~np.isnan(scores)
+    looked = known.any(axis=1)
+    rows, cols = np.nonzero(attachments > min_score)
+    for i, j in sorted(zip(rows.tolist(), cols.tolist(), strict=True), key=lambda p: -attachments[p]):
+        moving, target = np.flatnonzero(labels == labels[i]), np.flatnonzero(labels == labels[j])
+        if labels[i] == labels[j] or forbidden[np.ix_(moving, target)].any():
+            continue
+        pairs = np.ix_(moving, target)
+        if looked[moving].any():  # compared on looks with the other cluster, as a merge weighs them
+            if not known[pairs].any():
+                continue
+            link = _link(np.nansum(scores[pairs]), known[pairs].sum(), additive[pairs].sum())
+            if link + attachments[i, j] <= min_score:
+                continue
+        if allowed(sorted([*moving.tolist(), *target.tolist()])):
+            labels[moving] = labels[j]
+    _, first = np.unique(labels, return_index=True)
+    order = np.argsort(np.argsort(first))  # each label's rank by its first member
+    return order[np.searchsorted(np.unique(labels), labels)]
 
 
 def _agglomerate(
@@ -284,7 +328,7 @@ class Refinement:
         spans = [self._closed[k] for k in keys]
         if len(spans) < 2:
             return []
-        scores, evidence, forbidden = self._pair_evidence(spans)
+        scores, evidence, forbidden, attachments = self._pair_evidence(spans)
 
         def allowed(members: list[int]) -> bool:
             group = [spans[m] for m in members]
@@ -297,6 +341,7 @@ class Refinement:
             evidence=evidence,
             allowed=allowed,
             cost=lambda members: self._unseen_llr(spans[m] for m in members),
+            attachments=attachments,
         )
         out = self._relabel(keys, labels, records)
         logger.info("refinement: %d of %d tracklets changed identity", len(out) // 2, len(spans))
@@ -340,12 +385,14 @@ class Refinement:
             )
         return out
 
-    def _pair_evidence(self, spans: list[Span]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(n, n) link scores (nan: no evidence), evidence of each pair's own (geometry, motion; 0: none)
-        and forbidden pairs, as `_decide` weighs them (see `cluster_tracklets`)."""
+    def _pair_evidence(self, spans: list[Span]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(n, n) link scores (nan: no evidence), evidence of each pair's own (geometry, motion; 0: none),
+        forbidden pairs, as `_decide` weighs them, and the motion of pairs without looks (attachments;
+        see `cluster_tracklets`)."""
         n = len(spans)
         scores = np.full((n, n), np.nan)
         evidence = np.zeros((n, n))
+        attachments = np.zeros((n, n))
         forbidden = np.zeros((n, n), bool)
         # the prior odds against a pair are those at the later tracklet's start: (n, n)
         starts = np.array([s.first_time for s in spans])
@@ -366,8 +413,17 @@ class Refinement:
                         scores[i, j] = scores[j, i] = np.nan
                         continue
                     motion = None if forbidden[i, j] else self._continuation_llr(a, b, against[i, j])
-                    if motion is not None and not np.isnan(scores[i, j]):
+                    if motion is None:
+                        continue
+                    if not np.isnan(scores[i, j]):
                         evidence[i, j] = evidence[j, i] = motion
+                    else:
+                        # a track lost before its first crop: motion alone tells whose it is, where a
+                        # track restarted (not where a track was cut as it switched people) and not on
+                        # a return to the view, which only looks could tell
+                        earlier, later = sorted((a, b), key=lambda s: s.first_time)
+                        if later.track_id < PART_STRIDE and not self._walked_out(earlier):
+                            attachments[i, j] = attachments[j, i] = motion
                 elif a.last_time <= b.first_time or b.last_time <= a.first_time:
                     transit = self._transit_llr(a, b)
                     if transit and not np.isnan(scores[i, j]):
@@ -393,7 +449,7 @@ class Refinement:
                 scores[looks] += self.calibration.llr(sims + offsets, brief) - against[looks]
         forbidden |= forbidden.T
         np.fill_diagonal(scores, np.nan)
-        return scores, evidence, forbidden
+        return scores, evidence, forbidden, attachments
 
     def _view_offsets(self, spans: list[Span], sims: np.ndarray, different: np.ndarray) -> np.ndarray:
         """(m, m) cosine to add to the similarities `sims` of `spans` (m,) before the calibration reads

@@ -138,3 +138,26 @@ def test_a_member_that_holds_one_persons_clusters_apart_is_freed(between: float,
 def test_shapes_must_agree() -> None:
     with pytest.raises(ValueError, match="shape"):
         cluster_tracklets(LOOKS, NOTHING_FORBIDDEN, evidence=np.zeros((3, 3)))
+
+
+def test_tracklets_without_looks_join_the_cluster_their_motion_leads_to_and_never_join_two() -> None:
+    # 0 and 1 look like two people; 2 and 3 are the two pieces of a track lost before its first crop,
+    # which motion leads on from 0 (strongly) and on to 1 (less so)
+    scores = np.full((4, 4), np.nan)
+    scores[0, 1] = scores[1, 0] = -3.0
+    pieces = np.zeros((4, 4))
+    pieces[2, 3] = pieces[3, 2] = 2.0
+    motion = np.zeros((4, 4))
+    motion[0, 2] = motion[2, 0] = 1.7
+    motion[3, 1] = motion[1, 3] = 1.5
+    assert cluster_tracklets(scores, NOTHING_FORBIDDEN, evidence=pieces).tolist() == [0, 1, 2, 2]
+    labels = cluster_tracklets(scores, NOTHING_FORBIDDEN, evidence=pieces, attachments=motion)
+    assert labels.tolist() == [0, 1, 0, 0]
+    # where the looks of 0 and 1 disagree less than the motion on to 1 agrees, the track leads them together
+    weaker = np.where(np.isnan(scores), np.nan, -1.0)
+    labels = cluster_tracklets(weaker, NOTHING_FORBIDDEN, evidence=pieces, attachments=motion)
+    assert labels.tolist() == [0, 0, 0, 0]
+    forbidden = NOTHING_FORBIDDEN.copy()
+    forbidden[0, 3] = forbidden[3, 0] = True
+    labels = cluster_tracklets(scores, forbidden, evidence=pieces, attachments=motion)
+    assert labels.tolist() == [0, 1, 1, 1]
