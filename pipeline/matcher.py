@@ -478,6 +478,7 @@ class Matcher(SiteEvidence, Refinement):
             tracklet.last_time, tracklet.first_box, tracklet.last_box, tracklet.velocity,
             tracklet.track_id, None if tracklet.feature_sum is None else tracklet.feature(),
             tracklet.embeddings, tracklet.global_id, tracklet.encounters, tracklet.born_on,
+            tracklet.typical_end_height(),
         )  # fmt: skip
         while len(self._closed) > _CLOSED_MEMORY:
             self._closed.popitem(last=False)

@@ -29,6 +29,7 @@ BORDER_PX = 2.0  # a box this close to the edge of its frame is cut by the borde
 # PATH_MEMORY frames (a cut goes no further back: a minute at 30 fps) and its last HISTORY_MEMORY
 # embeddings.
 PATH_MEMORY = 2048
+END_HEIGHT_S = 1.0  # how far back from its end a tracklet's typical height is taken
 HISTORY_MEMORY = 256
 PART_STRIDE = 1 << 40  # a track cut into parts: part i (from 0) is the tracklet `track_id + i * PART_STRIDE`
 
@@ -75,14 +76,16 @@ def sighting_of(span: Span, identity: int) -> Sighting | None:
 
 
 def continuation_miss(earlier: Span, later: Span) -> float | None:
-    """How far `later` starts from where `earlier`'s motion leads, and how much its size differs, as a
-    share of what a lost track may drift in the gap (<= 1: a good continuation; beyond
-    _MAX_CONTINUATION_MISS: none); None where motion is unknown."""
+    """How far `later` starts from where `earlier`'s motion leads, and how much its size differs (from
+    `earlier`'s last box or its height near its end, the closer), as a share of what a lost track may
+    drift in the gap (<= 1: a good continuation; beyond _MAX_CONTINUATION_MISS: none); None where motion
+    is unknown."""
     if earlier.last_box is None or later.first_box is None:
         return None
     gap = max(later.first_time - earlier.last_time, 0.0)
     height = max(box_height(earlier.last_box), box_height(later.first_box), 1.0)
-    resize = abs(math.log(max(box_height(later.first_box), 1.0) / max(box_height(earlier.last_box), 1.0)))
+    ends = [box_height(earlier.last_box), earlier.end_height or 0.0]
+    resize = min(abs(math.log(max(box_height(later.first_box), 1.0) / max(end, 1.0))) for end in ends)
     (ex, ey), (lx, ly) = foot(earlier.last_box), foot(later.first_box)
     vx, vy = earlier.velocity
     if float(np.hypot(vx, vy)) > MAX_SPEED_HEIGHTS_S * height:  # a jittery estimate: trust position only
@@ -151,6 +154,9 @@ class Span:
     # other tracks of its camera it came close to: track id -> (first, last) time of those meetings
     encounters: dict[int, tuple[float, float]] = field(default_factory=dict)
     born_on: int | None = None  # the older track of its camera its first box doubled, if any
+    # its boxes' median height over its last END_HEIGHT_S: as a tracker loses someone behind something,
+    # its last boxes may hold only what is still seen of them
+    end_height: float | None = None
 
     def met(self, track_id: int, timestamp: float) -> None:
         first, _ = self.encounters.get(track_id, (timestamp, timestamp))
@@ -196,6 +202,11 @@ class OpenTracklet(Span):
             vx, vy = (cx - px) / dt, (cy - py) / dt
             self.velocity = (0.5 * self.velocity[0] + 0.5 * vx, 0.5 * self.velocity[1] + 0.5 * vy)
         self.last_box = box
+
+    def typical_end_height(self) -> float | None:
+        """The median height of its remembered boxes over its last END_HEIGHT_S (None: none remembered)."""
+        heights = [box_height(box) for _, t, box in self.path if t >= self.last_time - END_HEIGHT_S]
+        return float(np.median(heights)) if heights else None
 
     def add_embedding(self, frame: int, vector: np.ndarray, quality: float, max_samples: int) -> None:
         """Take one embedding of `frame` into the feature (weighted by its quality) and the history; the
