@@ -29,9 +29,9 @@ BORDER_PX = 2.0  # a box this close to the edge of its frame is cut by the borde
 # PATH_MEMORY frames (a cut goes no further back: a minute at 30 fps) and its last HISTORY_MEMORY
 # embeddings.
 PATH_MEMORY = 2048
-END_HEIGHT_S = 1.0  # how far back from its end a tracklet's typical height is taken
 HISTORY_MEMORY = 256
 PART_STRIDE = 1 << 40  # a track cut into parts: part i (from 0) is the tracklet `track_id + i * PART_STRIDE`
+END_HEIGHT_S = 1.0  # how far back from its end a tracklet's typical height is taken
 
 
 def source_track(track_id: int) -> int:
@@ -84,7 +84,7 @@ def continuation_miss(earlier: Span, later: Span) -> float | None:
         return None
     gap = max(later.first_time - earlier.last_time, 0.0)
     height = max(box_height(earlier.last_box), box_height(later.first_box), 1.0)
-    ends = [box_height(earlier.last_box), earlier.end_height or 0.0]
+    ends = [box_height(earlier.last_box)] + ([earlier.end_height] if earlier.end_height else [])
     resize = min(abs(math.log(max(box_height(later.first_box), 1.0) / max(end, 1.0))) for end in ends)
     (ex, ey), (lx, ly) = foot(earlier.last_box), foot(later.first_box)
     vx, vy = earlier.velocity
