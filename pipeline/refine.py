@@ -68,10 +68,10 @@ def cluster_tracklets(
 
     `attachments` (n, n) symmetric, where given, is evidence between tracklets of which one has no looks
     (no score with any other, such as a track lost before its first crop). Once clustering is done, these
-    links carry clusters into others, strongest first, under the same constraints: a cluster without
-    looks joins the one its link leads to; a cluster with looks only where looks compare it with the
-    other and, weighed as a merge with the link as evidence, favour it. So a tracklet without looks never
-    joins two clusters that nothing else compares. Returns labels (n,) int, 0..k-1 in order of each
+    links carry clusters into others, strongest first, under the same constraints and weighed as a merge
+    with the link as evidence: a cluster without looks joins the one its link leads to, a cluster with
+    looks only where looks compare it with the other. So a tracklet without looks never joins two
+    clusters that nothing else compares. Returns labels (n,) int, 0..k-1 in order of each
     cluster's first member.
     """
     scores = np.asarray(scores, np.float64)
@@ -96,7 +96,9 @@ def cluster_tracklets(
             break
         labels = _agglomerate(scores, additive, forbidden, freed, allowed, added_cost, min_score)
     if attachments is not None:
-        labels = _attach(labels, scores, additive, np.asarray(attachments), forbidden, allowed, min_score)
+        labels = _attach(
+            labels, scores, additive, np.asarray(attachments), forbidden, allowed, added_cost, min_score
+        )
     return labels
 
 
@@ -107,6 +109,7 @@ def _attach(
     attachments: np.ndarray,
     forbidden: np.ndarray,
     allowed: Callable[[Sequence[int]], bool],
+    added_cost: Callable[[list[int], list[int]], float],
     min_score: float,
 ) -> np.ndarray:
     """`labels` (n,) after the clusters that `attachments` lead on from joined theirs, strongest first
@@ -120,13 +123,12 @@ def _attach(
         if labels[i] == labels[j] or forbidden[np.ix_(moving, target)].any():
             continue
         pairs = np.ix_(moving, target)
+        link = attachments[i, j] + added_cost(moving.tolist(), target.tolist())
         if looked[moving].any():  # compared on looks with the other cluster, as a merge weighs them
             if not known[pairs].any():
                 continue
-            link = _link(np.nansum(scores[pairs]), known[pairs].sum(), additive[pairs].sum())
-            if link + attachments[i, j] <= min_score:
-                continue
-        if allowed(sorted([*moving.tolist(), *target.tolist()])):
+            link += _link(np.nansum(scores[pairs]), known[pairs].sum(), additive[pairs].sum())
+        if link > min_score and allowed(sorted([*moving.tolist(), *target.tolist()])):
             labels[moving] = labels[j]
     _, first = np.unique(labels, return_index=True)
     order = np.argsort(np.argsort(first))  # each label's rank by its first member
