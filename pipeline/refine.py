@@ -71,8 +71,9 @@ def cluster_tracklets(
     links carry clusters into others, strongest first, under the same constraints and weighed as a merge
     with the link as evidence: a cluster without looks joins the one its link leads to, a cluster with
     looks only where looks compare it with the other. So a tracklet without looks never joins two
-    clusters that nothing else compares. Returns labels (n,) int, 0..k-1 in order of each
-    cluster's first member.
+    clusters that nothing else compares.
+
+    Returns labels (n,) int, 0..k-1 in order of each cluster's first member.
     """
     scores = np.asarray(scores, np.float64)
     n = len(scores)
@@ -112,8 +113,8 @@ def _attach(
     added_cost: Callable[[list[int], list[int]], float],
     min_score: float,
 ) -> np.ndarray:
-    """`labels` (n,) after the clusters that `attachments` lead on from joined theirs, strongest first
-    (see `cluster_tracklets`)."""
+    """`labels` (n,) once `attachments` have carried clusters into others, strongest first (see
+    `cluster_tracklets`)."""
     labels = labels.copy()
     known = ~np.isnan(scores)
     looked = known.any(axis=1)
@@ -130,9 +131,9 @@ def _attach(
             link += _link(np.nansum(scores[pairs]), known[pairs].sum(), additive[pairs].sum())
         if link > min_score and allowed(sorted([*moving.tolist(), *target.tolist()])):
             labels[moving] = labels[j]
-    _, first = np.unique(labels, return_index=True)
-    order = np.argsort(np.argsort(first))  # each label's rank by its first member
-    return order[np.searchsorted(np.unique(labels), labels)]
+    values, first = np.unique(labels, return_index=True)
+    rank = np.argsort(np.argsort(first))  # each label's rank by its first member
+    return rank[np.searchsorted(values, labels)]
 
 
 def _agglomerate(
