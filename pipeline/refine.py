@@ -117,19 +117,21 @@ def _attach(
     `cluster_tracklets`)."""
     labels = labels.copy()
     known = ~np.isnan(scores)
+    filled = np.where(known, scores, 0.0)
     looked = known.any(axis=1)
     rows, cols = np.nonzero(attachments > min_score)
     for i, j in sorted(zip(rows.tolist(), cols.tolist(), strict=True), key=lambda p: -attachments[p]):
-        moving, target = np.flatnonzero(labels == labels[i]), np.flatnonzero(labels == labels[j])
+        moving = np.flatnonzero(labels == labels[i]).tolist()
+        target = np.flatnonzero(labels == labels[j]).tolist()
         if labels[i] == labels[j] or forbidden[np.ix_(moving, target)].any():
             continue
-        pairs = np.ix_(moving, target)
-        link = attachments[i, j] + added_cost(moving.tolist(), target.tolist())
-        if looked[moving].any():  # compared on looks with the other cluster, as a merge weighs them
-            if not known[pairs].any():
-                continue
-            link += _link(np.nansum(scores[pairs]), known[pairs].sum(), additive[pairs].sum())
-        if link > min_score and allowed(sorted([*moving.tolist(), *target.tolist()])):
+        if not looked[moving].any():
+            link = attachments[i, j] + added_cost(moving, target)
+        elif known[np.ix_(moving, target)].any():  # compared on looks with the other cluster
+            link = attachments[i, j] + _merge_value(moving, target, known, filled, additive, added_cost)
+        else:
+            continue
+        if link > min_score and allowed(sorted(moving + target)):
             labels[moving] = labels[j]
     values, first = np.unique(labels, return_index=True)
     rank = np.argsort(np.argsort(first))  # each label's rank by its first member
@@ -209,12 +211,11 @@ def _freeing(
     known = ~np.isnan(scores)
     filled = np.where(known, scores, 0.0)
 
-    def link(first: list[int], second: list[int]) -> float:  # as a merge of two clusters weighs them
+    def link(first: list[int], second: list[int]) -> float:
         pairs = np.ix_(first, second)
         if not (known[pairs] | (additive[pairs] != 0)).any():
             return -np.inf
-        linkage = _link(filled[pairs].sum(), known[pairs].sum(), additive[pairs].sum())
-        return float(linkage) + added_cost(first, second)
+        return _merge_value(first, second, known, filled, additive, added_cost)
 
     rows, cols = np.nonzero(np.triu(forbidden) & (labels[:, None] != labels[None, :]))
     apart = {(min(a, b), max(a, b)) for a, b in zip(labels[rows].tolist(), labels[cols].tolist())}
@@ -237,6 +238,21 @@ def _freeing(
     relabelled[rest] = labels[other[0]]
     relabelled[freed] = labels.max() + 1 + np.arange(len(freed))
     return relabelled
+
+
+def _merge_value(
+    first: list[int],
+    second: list[int],
+    known: np.ndarray,
+    filled: np.ndarray,
+    additive: np.ndarray,
+    added_cost: Callable[[list[int], list[int]], float],
+) -> float:
+    """How a merge of two clusters weighs them: `_link` of their pairs (`known` (n, n) which have scores,
+    `filled` (n, n) the scores, 0 where none) plus what the merge adds to their cost."""
+    pairs = np.ix_(first, second)
+    linkage = _link(filled[pairs].sum(), known[pairs].sum(), additive[pairs].sum())
+    return float(linkage) + added_cost(first, second)
 
 
 def _link(total: np.ndarray, count: np.ndarray, added: np.ndarray) -> np.ndarray:
