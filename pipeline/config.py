@@ -69,7 +69,7 @@ class SamplerConfig:
     min_height: int = bounded(64, ge=0)
     min_confidence: float = bounded(0.4, ge=0, le=1)
     every_k: int = bounded(5, ge=1)
-    max_per_track: int = bounded(16, ge=1)
+    max_per_track: int | None = bounded(None, ge=1)  # None: crops all along a track, every_k apart
     edge_margin: int = bounded(4, ge=0)
     max_overlap: float = bounded(0.3, ge=0, le=1)
 

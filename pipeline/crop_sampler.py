@@ -39,7 +39,9 @@ class CropSampler:
 
     A crop is worth embedding when its box is at least `min_height` pixels tall, its confidence is at least
     `min_confidence`, it stays `edge_margin` pixels inside the frame and no other box covers more than
-    `max_overlap` of it (intersection over its own area). Each track gets at most `max_per_track` crops.
+    `max_overlap` of it (intersection over its own area). Each track gets at most `max_per_track` crops
+    (None: crops all along it, so that the matcher sees the track's later looks too, where its tracker
+    may have gone on with someone else).
     Call `forget(track_id)` when a track ends; state is also capped at `max_tracks` (least recently seen
     tracks are dropped first) so a lost TrackEnded cannot grow it without bound. With `thumbnails`, every
     sampled crop is also offered to it, which keeps each track's best crops by the same quality score.
@@ -50,13 +52,13 @@ class CropSampler:
         min_height: int = 64,
         min_confidence: float = 0.4,
         every_k: int = 5,
-        max_per_track: int = 16,
+        max_per_track: int | None = None,
         edge_margin: int = 4,
         max_overlap: float = 0.3,
         max_tracks: int = 4096,
         thumbnails: ThumbnailKeeper | None = None,
     ) -> None:
-        if every_k < 1 or max_per_track < 1 or max_tracks < 1:
+        if every_k < 1 or (max_per_track is not None and max_per_track < 1) or max_tracks < 1:
             raise ValueError(
                 f"every_k, max_per_track and max_tracks must be >= 1, but got {every_k}, {max_per_track}, "
                 f"{max_tracks}"
@@ -139,7 +141,9 @@ class CropSampler:
     def _due(self, state: _TrackState | None, frame_index: int) -> bool:
         if state is None:
             return True
-        return state.count < self.max_per_track and frame_index - state.last_frame >= self.every_k
+        if self.max_per_track is not None and state.count >= self.max_per_track:
+            return False
+        return frame_index - state.last_frame >= self.every_k
 
     def _quality(self, box_height: float, confidence: float, overlap: float) -> float:
         """A score in (0, 1]: taller, more confident and less covered crops score higher."""

@@ -25,6 +25,12 @@ VIEW_OFFSET_MIN_PAIRS = 20  # pairs of two people, within one view and across tw
 # over it gained (6.4 on pets-three: one person's clusters that one switching track held apart).
 FREEING_MARGIN = 2.0
 MAX_FREEINGS = 5  # freeings per clustering, at most (each one clusters once more)
+# The log-odds (about 7 to 1) by which the parts of an online identity, clustered afresh, must weigh against
+# one another for it to come apart into them. Online, a tracklet may join an identity on a likeness in its
+# own view, which the refinement does not count (alike people in one view score alike), and later ones
+# follow it: in pets-gap, with crops all along each track, two people's parts weigh -2.4 and -2.9. At 1,
+# correct online links of brief tracks came apart in a held-out split (-1.5).
+APART_LLR = 2.0
 
 
 def cluster_tracklets(
@@ -274,7 +280,8 @@ def _consistent_groups(
 
     A group must also be one that `allowed` accepts: online, a tracklet may have joined an identity
     because of a sighting that a later decision moved to another one (a return to a view is allowed by
-    a sighting elsewhere in between), so the worst-fitting members leave until it is."""
+    a sighting elsewhere in between), so the worst-fitting members leave until it is. A group whose
+    members fit it one by one may still hold parts that its evidence sets apart (`_apart`)."""
     if initial is None:
         return []
     labels = np.asarray(initial)
@@ -300,8 +307,37 @@ def _consistent_groups(
                 break
             group.pop(worst)
         if len(group) > 1:
-            groups.append(group)
+            groups += _apart(group, scores, additive, blocked, allowed, min_score, added_cost)
     return groups
+
+
+def _apart(
+    group: list[int],
+    scores: np.ndarray,
+    additive: np.ndarray,
+    blocked: np.ndarray,
+    allowed: Callable[[Sequence[int]], bool],
+    min_score: float,
+    added_cost: Callable[[list[int], list[int]], float],
+) -> list[list[int]]:
+    """`group`, or its parts (2+ members each) where its members, clustered afresh among themselves, fall
+    into parts of which two weigh under -APART_LLR as a merge."""
+    inside = np.ix_(group, group)
+    labels = _agglomerate(
+        scores[inside], additive[inside], blocked[inside], None,
+        lambda members: allowed([group[m] for m in members]),
+        lambda first, second: added_cost([group[m] for m in first], [group[m] for m in second]),
+        min_score,
+    )  # fmt: skip
+    parts = [[group[m] for m in np.flatnonzero(labels == label)] for label in range(labels.max() + 1)]
+    known = ~np.isnan(scores)
+    filled = np.where(known, scores, 0.0)
+    for first, second in itertools.combinations(parts, 2):
+        pairs = np.ix_(first, second)
+        weighed = (known[pairs] | (additive[pairs] != 0)).any()
+        if weighed and _merge_value(first, second, known, filled, additive, added_cost) < -APART_LLR:
+            return [part for part in parts if len(part) > 1]
+    return [group]
 
 
 class Refinement:

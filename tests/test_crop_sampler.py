@@ -91,6 +91,11 @@ def test_cap_per_track():
     assert frames == [1, 2, 3, 4]
 
 
+def test_without_a_cap_a_track_gets_crops_all_along_it():
+    frames = _sampled_frames(CropSampler(every_k=5), [GOOD] * 200)
+    assert frames == list(range(1, 201, 5))
+
+
 def test_crops_are_copies_of_the_box_pixels():
     frame = _frame(1)
     box = (100.4, 100.6, 150.2, 240.9)

@@ -72,6 +72,20 @@ def test_an_initial_member_that_does_not_fit_is_detached() -> None:
     assert kept.tolist() == [0, 0, 1, 1]
 
 
+@pytest.mark.parametrize(("weak_link", "expected"), [(0.3, [0, 0, 0, 1, 1]), (1.5, [0, 0, 0, 0, 0])])
+def test_an_initial_group_comes_apart_where_its_parts_weigh_against_one_another(
+    weak_link: float, expected: list[int]
+) -> None:
+    """Online, one person's tracklets 0-2 and another's 3-4 became one identity through a weak link
+    (0 with 3). Each member fits the rest of the group on average, but the two parts, clustered afresh,
+    weigh (weak_link - 7) / 3 as a merge: -2.23 comes apart, -1.83 stays one."""
+    scores = np.full((5, 5), np.nan)
+    for i, j, value in [(0, 1, 4.0), (1, 2, 4.0), (3, 4, 4.0), (0, 3, weak_link), (2, 3, -3.5), (1, 4, -3.5)]:
+        scores[i, j] = scores[j, i] = value
+    labels = cluster_tracklets(scores, np.zeros((5, 5), bool), initial=[0, 0, 0, 0, 0])
+    assert labels.tolist() == expected
+
+
 def test_an_initial_group_the_constraints_no_longer_allow_loses_members_until_they_do() -> None:
     # online, tracklet 3 joined 0 and 1 (a return to camera a, say) because of a sighting in between that
     # a later decision moved away (tracklet 2): the group that is left is not one the constraints allow
