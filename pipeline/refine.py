@@ -63,7 +63,9 @@ def cluster_tracklets(
 
     Clustering starts from the groups of `initial` (labels (n,), e.g. the decisions made online; default
     every tracklet alone), after detaching each member whose link with the rest of its group, weighed as
-    above, is not above `min_score` (worst first), or that is forbidden with one of them.
+    above, is not above `min_score` (worst first), or that is forbidden with one of them. A group whose
+    members, clustered afresh among themselves, fall into parts of which two weigh under -APART_LLR as a
+    merge starts as those parts.
 
     One member can hold two clusters of one person apart: a track that switched people half way joins the
     first person's cluster on its first part, while its second part is where that person's later cluster
@@ -218,10 +220,7 @@ def _freeing(
     filled = np.where(known, scores, 0.0)
 
     def link(first: list[int], second: list[int]) -> float:
-        pairs = np.ix_(first, second)
-        if not (known[pairs] | (additive[pairs] != 0)).any():
-            return -np.inf
-        return _merge_value(first, second, known, filled, additive, added_cost)
+        return _weighed_merge_value(first, second, known, filled, additive, added_cost)
 
     rows, cols = np.nonzero(np.triu(forbidden) & (labels[:, None] != labels[None, :]))
     apart = {(min(a, b), max(a, b)) for a, b in zip(labels[rows].tolist(), labels[cols].tolist())}
@@ -259,6 +258,21 @@ def _merge_value(
     pairs = np.ix_(first, second)
     linkage = _link(filled[pairs].sum(), known[pairs].sum(), additive[pairs].sum())
     return float(linkage) + added_cost(first, second)
+
+
+def _weighed_merge_value(
+    first: list[int],
+    second: list[int],
+    known: np.ndarray,
+    filled: np.ndarray,
+    additive: np.ndarray,
+    added_cost: Callable[[list[int], list[int]], float],
+) -> float:
+    """`_merge_value`, or -inf where nothing speaks for or against the merge (no scores, no evidence)."""
+    pairs = np.ix_(first, second)
+    if not (known[pairs] | (additive[pairs] != 0)).any():
+        return -np.inf
+    return _merge_value(first, second, known, filled, additive, added_cost)
 
 
 def _link(total: np.ndarray, count: np.ndarray, added: np.ndarray) -> np.ndarray:
@@ -333,9 +347,7 @@ def _apart(
     known = ~np.isnan(scores)
     filled = np.where(known, scores, 0.0)
     for first, second in itertools.combinations(parts, 2):
-        pairs = np.ix_(first, second)
-        weighed = (known[pairs] | (additive[pairs] != 0)).any()
-        if weighed and _merge_value(first, second, known, filled, additive, added_cost) < -APART_LLR:
+        if _weighed_merge_value(first, second, known, filled, additive, added_cost) < -APART_LLR:
             return [part for part in parts if len(part) > 1]
     return [group]
 
