@@ -220,7 +220,7 @@ def _freeing(
     filled = np.where(known, scores, 0.0)
 
     def link(first: list[int], second: list[int]) -> float:
-        return _weighed_merge_value(first, second, known, filled, additive, added_cost)
+        return _merge_value(first, second, known, filled, additive, added_cost)
 
     rows, cols = np.nonzero(np.triu(forbidden) & (labels[:, None] != labels[None, :]))
     apart = {(min(a, b), max(a, b)) for a, b in zip(labels[rows].tolist(), labels[cols].tolist())}
@@ -254,25 +254,13 @@ def _merge_value(
     added_cost: Callable[[list[int], list[int]], float],
 ) -> float:
     """How a merge of two clusters weighs them: `_link` of their pairs (`known` (n, n) which have scores,
-    `filled` (n, n) the scores, 0 where none) plus what the merge adds to their cost."""
-    pairs = np.ix_(first, second)
-    linkage = _link(filled[pairs].sum(), known[pairs].sum(), additive[pairs].sum())
-    return float(linkage) + added_cost(first, second)
-
-
-def _weighed_merge_value(
-    first: list[int],
-    second: list[int],
-    known: np.ndarray,
-    filled: np.ndarray,
-    additive: np.ndarray,
-    added_cost: Callable[[list[int], list[int]], float],
-) -> float:
-    """`_merge_value`, or -inf where nothing speaks for or against the merge (no scores, no evidence)."""
+    `filled` (n, n) the scores, 0 where none) plus what the merge adds to their cost; -inf where nothing
+    speaks for or against it (no scores, no evidence)."""
     pairs = np.ix_(first, second)
     if not (known[pairs] | (additive[pairs] != 0)).any():
         return -np.inf
-    return _merge_value(first, second, known, filled, additive, added_cost)
+    linkage = _link(filled[pairs].sum(), known[pairs].sum(), additive[pairs].sum())
+    return float(linkage) + added_cost(first, second)
 
 
 def _link(total: np.ndarray, count: np.ndarray, added: np.ndarray) -> np.ndarray:
@@ -347,7 +335,7 @@ def _apart(
     known = ~np.isnan(scores)
     filled = np.where(known, scores, 0.0)
     for first, second in itertools.combinations(parts, 2):
-        if _weighed_merge_value(first, second, known, filled, additive, added_cost) < -APART_LLR:
+        if _merge_value(first, second, known, filled, additive, added_cost) < -APART_LLR:
             return [part for part in parts if len(part) > 1]
     return [group]
 
