@@ -324,19 +324,22 @@ def _apart(
 ) -> list[list[int]]:
     """`group`, or its parts (2+ members each) where its members, clustered afresh among themselves, fall
     into parts of which two weigh under -APART_LLR as a merge."""
-    inside = np.ix_(group, group)
+    inside = np.ix_(group, group)  # all below in the group's own indices
+    scores, additive = scores[inside], additive[inside]
+
+    def cost(first: list[int], second: list[int]) -> float:
+        return added_cost([group[m] for m in first], [group[m] for m in second])
+
     labels = _agglomerate(
-        scores[inside], additive[inside], blocked[inside], None,
-        lambda members: allowed([group[m] for m in members]),
-        lambda first, second: added_cost([group[m] for m in first], [group[m] for m in second]),
+        scores, additive, blocked[inside], None, lambda members: allowed([group[m] for m in members]), cost,
         min_score,
     )  # fmt: skip
-    parts = [[group[m] for m in np.flatnonzero(labels == label)] for label in range(labels.max() + 1)]
+    parts = [np.flatnonzero(labels == label).tolist() for label in range(labels.max() + 1)]
     known = ~np.isnan(scores)
     filled = np.where(known, scores, 0.0)
     for first, second in itertools.combinations(parts, 2):
-        if _merge_value(first, second, known, filled, additive, added_cost) < -APART_LLR:
-            return [part for part in parts if len(part) > 1]
+        if _merge_value(first, second, known, filled, additive, cost) < -APART_LLR:
+            return [[group[m] for m in part] for part in parts if len(part) > 1]
     return [group]
 
 
