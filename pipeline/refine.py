@@ -7,6 +7,7 @@ import itertools
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -31,6 +32,34 @@ MAX_FREEINGS = 5  # freeings per clustering, at most (each one clusters once mor
 # follow it: in pets-gap, with crops all along each track, two people's parts weigh -2.4 and -2.9. At 1,
 # correct online links of brief tracks came apart in a held-out split (-1.5).
 APART_LLR = 2.0
+# The time over which a person's likeness drifts (pose, light, where in the view): on PETS09-S2L1's
+# ground-truth crops one person's segments score 0.91 within 5 s of each other and 0.82-0.86 from 5 s on,
+# while two people score 0.55 at any distance in time. So in a cluster's mean, a pair of looks counts
+# 1 / (1 + gap / LIKENESS_DRIFT_S), the gap the seconds between the two sightings: a hand-over is judged
+# by how its person looked just before more than by how they looked a minute earlier. Replayed (96 cells):
+# at 2 s the full PETS view lost 0.034; at 5 s and 10 s no cell lost more than 0.005, and at 5 s three
+# narrow views with gaps between them gained the most (0.640 -> 0.705).
+LIKENESS_DRIFT_S = 5.0
+
+
+@dataclass(frozen=True)
+class _Looks:
+    """The appearance scores of n tracklets as a cluster's mean weighs them: `counts` (n, n) the share
+    of one full comparison each pair counts for (0 where it has no score) and `sums` (n, n) its score
+    times that share."""
+
+    counts: np.ndarray
+    sums: np.ndarray
+
+    @classmethod
+    def of(cls, scores: np.ndarray, weights: np.ndarray) -> _Looks:
+        known = ~np.isnan(scores)
+        return cls(np.where(known, weights, 0.0), np.where(known, scores * weights, 0.0))
+
+    def block(self, members: list[int]) -> _Looks:
+        """The tables among `members` only, in their order."""
+        inside = np.ix_(members, members)
+        return _Looks(self.counts[inside], self.sums[inside])
 
 
 def cluster_tracklets(
@@ -42,6 +71,7 @@ def cluster_tracklets(
     allowed: Callable[[Sequence[int]], bool] = lambda members: True,
     cost: Callable[[Sequence[int]], float] | None = None,
     attachments: np.ndarray | None = None,
+    weights: np.ndarray | None = None,
     min_score: float = 0.0,
 ) -> np.ndarray:
     """Cluster n tracklets by average linkage over pairwise evidence, never across a forbidden pair.
@@ -81,13 +111,27 @@ def cluster_tracklets(
     looks only where looks compare it with the other. So a tracklet without looks never joins two
     clusters that nothing else compares.
 
+    `weights` (n, n) symmetric, > 0, where given, is the share of one full comparison each pair of looks
+    counts for in the mean of two clusters that may merge (default 1; clusters whose pairs add up to less
+    than one comparison are weighed as if the rest were undecided, score 0). The check of the initial
+    groups and the attachments read every look in full: they keep apart what looks speak against.
+
     Returns labels (n,) int, 0..k-1 in order of each cluster's first member.
     """
     scores = np.asarray(scores, np.float64)
     n = len(scores)
     additive = np.zeros((n, n)) if evidence is None else np.asarray(evidence, np.float64)
-    if scores.shape != (n, n) or np.shape(forbidden) != (n, n) or additive.shape != (n, n):
-        raise ValueError(f"scores, evidence and forbidden must all have shape ({n}, {n})")
+    shares = np.ones((n, n)) if weights is None else np.asarray(weights, np.float64)
+    if any(np.shape(table) != (n, n) for table in (scores, forbidden, additive, shares)):
+        raise ValueError(f"scores, evidence, weights and forbidden must all have shape ({n}, {n})")
+    if not (shares > 0).all():
+        raise ValueError("weights must be > 0")
+    looks = _Looks.of(scores, shares)
+    # Shares pull what looks speak against towards undecided. Replayed with them in the check of the
+    # initial groups, pets-gap's two people's parts weighed over -2 and stayed one identity; in the
+    # attachments, a crop-less track joined two clusters that looks held apart (a held-out relay's left
+    # camera fell under the raw tracker).
+    in_full = _Looks.of(scores, np.ones((n, n)))
     forbidden = np.asarray(forbidden, bool)
     forbidden = forbidden | forbidden.T
     remembered = None if cost is None else functools.cache(cost)  # called with sorted member tuples
@@ -98,22 +142,25 @@ def cluster_tracklets(
         whole, *parts = (remembered(tuple(sorted(g))) for g in (first + second, first, second))
         return min(whole - sum(parts), 0.0)
 
-    labels = _agglomerate(scores, additive, forbidden, initial, allowed, added_cost, min_score)
+    def groups(labels: Sequence[int] | None) -> list[list[int]]:
+        return _consistent_groups(in_full, additive, forbidden, labels, allowed, min_score, added_cost)
+
+    labels = _agglomerate(looks, additive, forbidden, groups(initial), allowed, added_cost, min_score)
     for _ in range(MAX_FREEINGS):
-        freed = _freeing(scores, additive, forbidden, labels, allowed, added_cost, min_score)
+        freed = _freeing(looks, additive, forbidden, labels, allowed, added_cost, min_score)
         if freed is None:
             break
-        labels = _agglomerate(scores, additive, forbidden, freed, allowed, added_cost, min_score)
+        labels = _agglomerate(looks, additive, forbidden, groups(freed), allowed, added_cost, min_score)
     if attachments is not None:
         labels = _attach(
-            labels, scores, additive, np.asarray(attachments), forbidden, allowed, added_cost, min_score
+            labels, in_full, additive, np.asarray(attachments), forbidden, allowed, added_cost, min_score
         )
     return labels
 
 
 def _attach(
     labels: np.ndarray,
-    scores: np.ndarray,
+    looks: _Looks,
     additive: np.ndarray,
     attachments: np.ndarray,
     forbidden: np.ndarray,
@@ -124,8 +171,7 @@ def _attach(
     """`labels` (n,) once `attachments` have carried clusters into others, strongest first (see
     `cluster_tracklets`)."""
     labels = labels.copy()
-    known = ~np.isnan(scores)
-    filled = np.where(known, scores, 0.0)
+    known = looks.counts > 0
     looked = known.any(axis=1)
     rows, cols = np.nonzero(attachments > min_score)
     for i, j in sorted(zip(rows.tolist(), cols.tolist(), strict=True), key=lambda p: -attachments[p]):
@@ -136,7 +182,7 @@ def _attach(
         if not looked[moving].any():
             link = attachments[i, j] + added_cost(moving, target)
         elif known[np.ix_(moving, target)].any():  # compared on looks with the other cluster
-            link = attachments[i, j] + _merge_value(moving, target, known, filled, additive, added_cost)
+            link = attachments[i, j] + _merge_value(moving, target, looks, additive, added_cost)
         else:
             continue
         if link > min_score and allowed(sorted(moving + target)):
@@ -147,21 +193,21 @@ def _attach(
 
 
 def _agglomerate(
-    scores: np.ndarray,
+    looks: _Looks,
     additive: np.ndarray,
     forbidden: np.ndarray,
-    initial: Sequence[int] | None,
+    groups: list[list[int]],
     allowed: Callable[[Sequence[int]], bool],
     added_cost: Callable[[list[int], list[int]], float],
     min_score: float,
 ) -> np.ndarray:
-    """`cluster_tracklets` from the groups of `initial` until no merge is left, without freeings."""
-    n = len(scores)
-    known = ~np.isnan(scores)
-    total = np.where(known, scores, 0.0)  # (k, k) sums of pair scores between clusters
-    count = known.astype(np.float64)  # (k, k) pairs with scores between clusters
+    """`cluster_tracklets` from `groups` (each sorted; the others alone) until no merge is left, without
+    freeings."""
+    n = len(additive)
+    total = looks.sums.copy()  # (k, k) sums of weighted pair scores between clusters
+    count = looks.counts.copy()  # (k, k) weights of the pairs with scores between clusters
     added = additive.copy()  # (k, k) sums of the evidence between clusters
-    weighed = known | (additive != 0)  # (k, k) whether anything speaks for or against a merge
+    weighed = (count > 0) | (additive != 0)  # (k, k) whether anything speaks for or against a merge
     blocked = forbidden | np.eye(n, dtype=bool)
     members: list[list[int]] = [[i] for i in range(n)]
     alive = np.ones(n, bool)
@@ -190,7 +236,7 @@ def _agglomerate(
                 best, best_value = (a, b), value
         return best
 
-    for group in _consistent_groups(scores, additive, blocked, initial, allowed, min_score, added_cost):
+    for group in groups:
         for b in group[1:]:
             merge(group[0], b)
     while (pair := best_merge()) is not None:
@@ -206,7 +252,7 @@ def _agglomerate(
 
 
 def _freeing(
-    scores: np.ndarray,
+    looks: _Looks,
     additive: np.ndarray,
     forbidden: np.ndarray,
     labels: np.ndarray,
@@ -216,11 +262,9 @@ def _freeing(
 ) -> np.ndarray | None:
     """`labels` (n,) with the best freeing made (see `cluster_tracklets`), the freed members each alone
     and the rest of their cluster joined to the other one; None where none is worth FREEING_MARGIN."""
-    known = ~np.isnan(scores)
-    filled = np.where(known, scores, 0.0)
 
     def link(first: list[int], second: list[int]) -> float:
-        return _merge_value(first, second, known, filled, additive, added_cost)
+        return _merge_value(first, second, looks, additive, added_cost)
 
     rows, cols = np.nonzero(np.triu(forbidden) & (labels[:, None] != labels[None, :]))
     apart = {(min(a, b), max(a, b)) for a, b in zip(labels[rows].tolist(), labels[cols].tolist())}
@@ -248,30 +292,29 @@ def _freeing(
 def _merge_value(
     first: list[int],
     second: list[int],
-    known: np.ndarray,
-    filled: np.ndarray,
+    looks: _Looks,
     additive: np.ndarray,
     added_cost: Callable[[list[int], list[int]], float],
 ) -> float:
-    """How a merge of two clusters weighs them: `_link` of their pairs (`known` (n, n) which have scores,
-    `filled` (n, n) the scores, 0 where none) plus what the merge adds to their cost; -inf where nothing
-    speaks for or against it (no scores, no evidence)."""
+    """How a merge of two clusters weighs them: `_link` of their pairs plus what the merge adds to their
+    cost; -inf where nothing speaks for or against it (no scores, no evidence)."""
     pairs = np.ix_(first, second)
-    if not (known[pairs] | (additive[pairs] != 0)).any():
+    if not ((looks.counts[pairs] > 0) | (additive[pairs] != 0)).any():
         return -np.inf
-    linkage = _link(filled[pairs].sum(), known[pairs].sum(), additive[pairs].sum())
+    linkage = _link(looks.sums[pairs].sum(), looks.counts[pairs].sum(), additive[pairs].sum())
     return float(linkage) + added_cost(first, second)
 
 
 def _link(total: np.ndarray, count: np.ndarray, added: np.ndarray) -> np.ndarray:
-    """How strongly clusters favour one person: their mean score (0 without any) plus their evidence."""
+    """How strongly clusters favour one person: their mean score (0 without any; as if undecided for
+    what their weights lack of one full comparison) plus their evidence."""
     return total / np.maximum(count, 1.0) + added
 
 
 def _consistent_groups(
-    scores: np.ndarray,
+    looks: _Looks,
     additive: np.ndarray,
-    blocked: np.ndarray,
+    forbidden: np.ndarray,
     initial: Sequence[int] | None,
     allowed: Callable[[Sequence[int]], bool],
     min_score: float,
@@ -287,37 +330,32 @@ def _consistent_groups(
     if initial is None:
         return []
     labels = np.asarray(initial)
-    if labels.shape != (len(scores),):
-        raise ValueError(f"initial must have shape ({len(scores)},), but got shape {labels.shape}")
-    known = ~np.isnan(scores)
+    if labels.shape != (len(additive),):
+        raise ValueError(f"initial must have shape ({len(additive)},), but got shape {labels.shape}")
     groups = []
     for label in np.unique(labels):
         group = np.flatnonzero(labels == label).tolist()
         while len(group) > 1:
             sub = np.ix_(group, group)
-            clash = (blocked[sub] & ~np.eye(len(group), dtype=bool)).sum(axis=1)
-            fit = _link(
-                np.where(known[sub], scores[sub], 0.0).sum(axis=1),
-                known[sub].sum(axis=1),
-                additive[sub].sum(axis=1),
-            )
+            clash = (forbidden[sub] & ~np.eye(len(group), dtype=bool)).sum(axis=1)
+            fit = _link(looks.sums[sub].sum(axis=1), looks.counts[sub].sum(axis=1), additive[sub].sum(axis=1))
             fit += [added_cost([m], [o for o in group if o != m]) for m in group]
             # no evidence with the rest: it stands alone
-            fit = np.where((known[sub] | (additive[sub] != 0)).any(axis=1), fit, -np.inf)
+            fit = np.where(((looks.counts[sub] > 0) | (additive[sub] != 0)).any(axis=1), fit, -np.inf)
             worst = int(np.argmax(clash)) if clash.any() else int(np.argmin(fit))
             if not clash.any() and fit[worst] > min_score and allowed(group):
                 break
             group.pop(worst)
         if len(group) > 1:
-            groups += _apart(group, scores, additive, blocked, allowed, min_score, added_cost)
+            groups += _apart(group, looks, additive, forbidden, allowed, min_score, added_cost)
     return groups
 
 
 def _apart(
     group: list[int],
-    scores: np.ndarray,
+    looks: _Looks,
     additive: np.ndarray,
-    blocked: np.ndarray,
+    forbidden: np.ndarray,
     allowed: Callable[[Sequence[int]], bool],
     min_score: float,
     added_cost: Callable[[list[int], list[int]], float],
@@ -325,22 +363,29 @@ def _apart(
     """`group`, or its parts (2+ members each) where its members, clustered afresh among themselves, fall
     into parts of which two weigh under -APART_LLR as a merge."""
     inside = np.ix_(group, group)  # all below in the group's own indices
-    scores, additive = scores[inside], additive[inside]
+    looks, additive = looks.block(group), additive[inside]
 
     def cost(first: list[int], second: list[int]) -> float:
         return added_cost([group[m] for m in first], [group[m] for m in second])
 
     labels = _agglomerate(
-        scores, additive, blocked[inside], None, lambda members: allowed([group[m] for m in members]), cost,
+        looks, additive, forbidden[inside], [], lambda members: allowed([group[m] for m in members]), cost,
         min_score,
     )  # fmt: skip
     parts = [np.flatnonzero(labels == label).tolist() for label in range(labels.max() + 1)]
-    known = ~np.isnan(scores)
-    filled = np.where(known, scores, 0.0)
     for first, second in itertools.combinations(parts, 2):
-        if _merge_value(first, second, known, filled, additive, cost) < -APART_LLR:
+        if _merge_value(first, second, looks, additive, cost) < -APART_LLR:
             return [[group[m] for m in part] for part in parts if len(part) > 1]
     return [group]
+
+
+def _drift_weights(spans: list[Span]) -> np.ndarray:
+    """(n, n) the share of one full comparison each pair of `spans` counts for in a cluster's mean:
+    1 / (1 + gap / LIKENESS_DRIFT_S), the gap the seconds between them (0 where they overlap in time)."""
+    first = np.array([s.first_time for s in spans])
+    last = np.array([s.last_time for s in spans])
+    gap = np.maximum(np.maximum(first[:, None] - last[None, :], first[None, :] - last[:, None]), 0.0)
+    return 1.0 / (1.0 + gap / LIKENESS_DRIFT_S)
 
 
 class Refinement:
@@ -400,6 +445,7 @@ class Refinement:
             allowed=allowed,
             cost=lambda members: self._unseen_llr(spans[m] for m in members),
             attachments=attachments,
+            weights=_drift_weights(spans),
         )
         out = self._relabel(keys, labels, records)
         logger.info("refinement: %d of %d tracklets changed identity", len(out) // 2, len(spans))

@@ -175,3 +175,30 @@ def test_tracklets_without_looks_join_the_cluster_their_motion_leads_to_and_neve
     forbidden[0, 3] = forbidden[3, 0] = True
     labels = cluster_tracklets(scores, forbidden, evidence=pieces, attachments=motion)
     assert labels.tolist() == [0, 1, 1, 1]
+
+
+def test_weights_let_a_hand_over_go_by_how_its_person_looked_just_before() -> None:
+    # 0 and 1: one person in camera a, 25 s apart, joined by motion; 2: camera b just after 1, alike 1
+    # (+3) but not 0 (-3.3), whose crops were taken long before (a person's likeness drifts)
+    scores = np.array([[np.nan, 0.6, -3.3], [0.6, np.nan, 3.0], [-3.3, 3.0, np.nan]])
+    motion = np.zeros((3, 3))
+    motion[0, 1] = motion[1, 0] = 3.4
+    nothing = np.zeros((3, 3), bool)
+    assert cluster_tracklets(scores, nothing, evidence=motion).tolist() == [0, 0, 1]  # mean -0.15
+    near = np.ones((3, 3))
+    near[0, 2] = near[2, 0] = 1 / 6  # 25 s apart, at 5 s a share
+    assert cluster_tracklets(scores, nothing, evidence=motion, weights=near).tolist() == [0, 0, 0]
+    with pytest.raises(ValueError, match="weights must be > 0"):
+        cluster_tracklets(scores, nothing, weights=np.zeros((3, 3)))
+
+
+def test_weights_do_not_soften_what_takes_an_online_identity_apart() -> None:
+    # the weakly linked identity of test_an_initial_group_comes_apart_... (its parts weigh -2.23), its two
+    # people seen far apart in time: at a quarter share per pair across them, its parts would weigh -1.68
+    scores = np.full((5, 5), np.nan)
+    for i, j, value in [(0, 1, 4.0), (1, 2, 4.0), (3, 4, 4.0), (0, 3, 0.3), (2, 3, -3.5), (1, 4, -3.5)]:
+        scores[i, j] = scores[j, i] = value
+    far = np.ones((5, 5))
+    far[:3, 3:] = far[3:, :3] = 0.25
+    labels = cluster_tracklets(scores, np.zeros((5, 5), bool), initial=[0, 0, 0, 0, 0], weights=far)
+    assert labels.tolist() == [0, 0, 0, 1, 1]
